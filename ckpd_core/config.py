@@ -1,0 +1,139 @@
+"""The settings of one CKPD-FSCIL trial, with defaults that run on a laptop CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .decomposition import PEFT_MODES
+from .errors import ConfigError
+
+NECKS = ("none", "mlp")
+DEVICES = ("cpu", "cuda", "auto")
+DEFAULT_LAYER_PATTERNS = ("blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc2")
+# Bumped whenever base-session training changes, so stale cached checkpoints are not reused.
+BASE_SESSION_FORMAT = 1
+# The settings a base session depends on; everything else only affects incremental sessions.
+BASE_SESSION_FIELDS = (
+    "benchmark",
+    "benchmark_kwargs",
+    "backbone",
+    "backbone_kwargs",
+    "neck",
+    "feature_dim",
+    "base_epochs",
+    "base_lr",
+    "base_batch_size",
+    "base_weight_decay",
+    "seed",
+)
+
+
+@dataclass
+class TrialConfig:
+    """One trial: a base session, then every incremental session of the benchmark.
+
+    Layer selection: ``asr_threshold`` adapts layers with ASR <= threshold, ``top_n`` the n lowest;
+    set at most one (neither: every candidate layer). ``replay_per_class`` is the number of
+    exemplars kept per seen class, used for calibration and replayed during training.
+    """
+
+    benchmark: str = "icons"
+    benchmark_kwargs: dict[str, Any] = field(default_factory=dict)
+    data_root: str | None = None
+    backbone: str = "vit_tiny_convstem"
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    neck: str = "mlp"
+    feature_dim: int = 128
+    layer_patterns: tuple[str, ...] = DEFAULT_LAYER_PATTERNS
+    peft_mode: str = "ckpd"
+    rank: int = 16
+    asr_threshold: float | None = None
+    top_n: int | None = 4
+    continuous: bool = True
+    damping: float = 0.01
+    replay_per_class: int = 2
+    base_epochs: int = 16
+    base_lr: float = 1e-3
+    base_batch_size: int = 64
+    base_weight_decay: float = 0.05
+    steps: int = 40
+    lr: float = 1e-3
+    neck_lr_mult: float = 0.1
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.layer_patterns = tuple(self.layer_patterns)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first impossible setting."""
+        _choice("peft_mode", self.peft_mode, PEFT_MODES)
+        _choice("neck", self.neck, NECKS)
+        _choice("device", self.device.split(":")[0], DEVICES)
+        _at_least("rank", self.rank, 1)
+        _at_least("feature_dim", self.feature_dim, 2)
+        _at_least("replay_per_class", self.replay_per_class, 0)
+        _at_least("base_epochs", self.base_epochs, 0)
+        _at_least("base_batch_size", self.base_batch_size, 1)
+        _at_least("steps", self.steps, 0)
+        _at_least("batch_size", self.batch_size, 1)
+        for name in ("lr", "base_lr", "damping", "neck_lr_mult"):
+            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive number")
+        if self.asr_threshold is not None and self.top_n is not None:
+            raise ConfigError(
+                f"asr_threshold={self.asr_threshold} and top_n={self.top_n} are both set: "
+                "select layers by one of them (set the other to null)"
+            )
+        if self.asr_threshold is not None and not 0 < self.asr_threshold <= 1:
+            raise ConfigError(f"asr_threshold={self.asr_threshold} must lie in (0, 1]")
+        if self.top_n is not None:
+            _at_least("top_n", self.top_n, 1)
+        if not self.layer_patterns or not all(isinstance(p, str) and p for p in self.layer_patterns):
+            raise ConfigError("layer_patterns must be a non-empty list of module-name globs")
+        if self.peft_mode not in ("frozen", "svd", "lora", "full") and self.replay_per_class < 1:
+            raise ConfigError(
+                f"replay_per_class=0 leaves peft_mode={self.peft_mode!r} no calibration samples: use >= 1"
+            )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
+        """Build from plain values (YAML, a sweep sample), rejecting unknown names."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown trial setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["layer_patterns"] = list(self.layer_patterns)
+        return values
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return dataclasses.replace(self, **changes)
+
+    def base_session_key(self) -> str:
+        """Hash of exactly the settings the base session depends on (not the incremental knobs)."""
+        relevant = {name: getattr(self, name) for name in BASE_SESSION_FIELDS}
+        relevant["format"] = BASE_SESSION_FORMAT
+        blob = json.dumps(relevant, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is unknown; choose one of {', '.join(allowed)}")
+
+
+def _at_least(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")

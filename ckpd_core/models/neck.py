@@ -1,0 +1,36 @@
+"""Projection necks between the backbone's pooled features and the ETF head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+class MLPNeck(nn.Module):
+    """A linear projection plus a residual two-layer MLP: ``out = proj(x) + mlp(x)``."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None) -> None:
+        super().__init__()
+        hidden_dim = hidden_dim or 2 * out_dim
+        self.proj = nn.Linear(in_dim, out_dim, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) + self.mlp(x)
+
+
+def create_neck(name: str, in_dim: int, out_dim: int) -> nn.Module:
+    """``none`` passes features through (they must already have ``out_dim``), ``mlp`` projects them."""
+    if name == "mlp":
+        return MLPNeck(in_dim, out_dim)
+    if name == "none":
+        if in_dim != out_dim:
+            raise ConfigError(
+                f"neck='none' needs feature_dim equal to the backbone width ({in_dim}), got {out_dim}"
+            )
+        return nn.Identity()
+    raise ConfigError(f"neck={name!r} is unknown; choose none or mlp")

@@ -1,0 +1,42 @@
+"""Exemplars kept per seen class: replayed during training and used to calibrate the decomposition."""
+
+from __future__ import annotations
+
+import torch
+
+from .data.benchmark import ImageSet
+
+
+class ReplayMemory:
+    """Up to ``per_class`` training images of every class seen so far, chosen at random with a seed.
+
+    Novel classes keep exemplars from their own K shots only, so replay never uses extra labelled data.
+    """
+
+    def __init__(self, per_class: int, seed: int = 0) -> None:
+        self.per_class = per_class
+        self.generator = torch.Generator().manual_seed(seed)
+        self._parts: list[ImageSet] = []
+
+    def add(self, images: ImageSet) -> None:
+        """Keep ``per_class`` random images of each class present in ``images``."""
+        if self.per_class == 0 or len(images) == 0:
+            return
+        keep = []
+        for label in images.labels.unique(sorted=True):
+            rows = (images.labels == label).nonzero().flatten()
+            order = torch.randperm(rows.numel(), generator=self.generator)
+            keep.append(rows[order[: self.per_class]].sort().values)
+        self._parts.append(images.subset(torch.cat(keep)))
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self._parts)
+
+    @property
+    def classes(self) -> list[int]:
+        return sorted({int(c) for part in self._parts for c in part.labels.unique()})
+
+    def image_set(self) -> ImageSet:
+        if not self._parts:
+            raise ValueError("the replay memory is empty")
+        return self._parts[0].concat(self._parts[1:])

@@ -1,0 +1,282 @@
+"""The session loop: a base session, then incremental sessions that calibrate, decompose, train, merge."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .calibration import collect_statistics, find_linear_layers
+from .config import TrialConfig
+from .data import build_benchmark
+from .decomposition import DecomposedLinear, decompose_linear, select_layers
+from .errors import ConfigError, DataError
+from .metrics import accuracy_breakdown, trial_summary
+from .models.classifier import FSCILClassifier, build_classifier
+from .replay import ReplayMemory
+from .training import calibration_batches, predict, train_base, train_incremental
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = 1
+# Modes whose layers are compared by the covariance-weighted spectrum (so they select the same layers).
+_COVARIANCE_MODES = ("ckpd", "pissa", "lora", "full")
+
+
+@dataclass
+class TrialResult:
+    """Per-session rows (session 0 = base), the per-trial summary metrics and the final merged model."""
+
+    config: TrialConfig
+    sessions: list[dict[str, Any]]
+    summary: dict[str, float]
+    base_key: str
+    model: nn.Module | None = field(default=None, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.sessions)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available here: use device='cpu' or 'auto'")
+    return torch.device(name)
+
+
+def save_base_checkpoint(model: nn.Module, path: Path, key: str) -> None:
+    """Write atomically (temp file, then rename) so a reader never sees half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": CHECKPOINT_FORMAT, "key": key, "state_dict": state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_base_checkpoint(model: nn.Module, path: Path, key: str) -> None:
+    """Load a base-session checkpoint, refusing one trained for different base settings."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"base checkpoint {path} is unreadable ({exc}); delete it to retrain") from exc
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT or blob.get("key") != key:
+        raise DataError(
+            f"base checkpoint {path} was trained for other base-session settings "
+            f"(key {blob.get('key') if isinstance(blob, dict) else '?'} != {key}); delete it or fix the path"
+        )
+    model.load_state_dict(blob["state_dict"])
+
+
+def _replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
+
+
+class _Trial:
+    """State carried from session to session: model, replay memory, current adapters."""
+
+    def __init__(self, config: TrialConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.benchmark = build_benchmark(config.benchmark, config.data_root, **config.benchmark_kwargs)
+        torch.manual_seed(config.seed)
+        self.model: FSCILClassifier = build_classifier(
+            config.backbone,
+            config.backbone_kwargs,
+            config.neck,
+            config.feature_dim,
+            self.benchmark.num_classes,
+            config.seed,
+        ).to(self.device)
+        candidates = find_linear_layers(self.model.backbone, config.layer_patterns)
+        for name, layer in candidates.items():
+            limit = min(layer.in_features, layer.out_features)
+            if config.rank > limit:
+                raise ConfigError(
+                    f"rank={config.rank} is larger than layer {name} ({layer.out_features}x"
+                    f"{layer.in_features}) allows: use rank <= {limit}"
+                )
+        self.candidate_names = list(candidates)
+        self.replay = ReplayMemory(config.replay_per_class, seed=config.seed)
+        self.adapted: dict[str, DecomposedLinear] = {}
+        self.base_key = config.base_session_key()
+
+    # -- base session -------------------------------------------------------------------------
+    def prepare_base(self, checkpoint: Path | None) -> tuple[float, int]:
+        """Load the base model from ``checkpoint`` if present, else train it (and save it there)."""
+        if checkpoint is not None and Path(checkpoint).exists():
+            load_base_checkpoint(self.model, Path(checkpoint), self.base_key)
+            log.info("base session loaded from %s", checkpoint)
+            return float("nan"), 0
+        cfg = self.config
+        self.model.requires_grad_(True)
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        loss = train_base(
+            self.model,
+            self.benchmark.train_set(0),
+            epochs=cfg.base_epochs,
+            batch_size=cfg.base_batch_size,
+            lr=cfg.base_lr,
+            weight_decay=cfg.base_weight_decay,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            device=self.device,
+        )
+        if checkpoint is not None:
+            save_base_checkpoint(self.model, Path(checkpoint), self.base_key)
+        return loss, trainable
+
+    # -- incremental sessions -------------------------------------------------------------------
+    def _statistics(self, kind: str | None) -> dict[str, torch.Tensor] | None:
+        if kind is None or len(self.replay) == 0:
+            return None
+        layers = find_linear_layers(self.model.backbone, self.candidate_names)
+        batches = calibration_batches(self.replay.image_set(), self.device)
+        return collect_statistics(self.model, layers, batches, kind=kind)
+
+    def decompose(self) -> None:
+        """Calibrate on the replay memory, decompose every candidate, keep the selected adapters."""
+        cfg = self.config
+        kind = "covariance" if cfg.peft_mode in _COVARIANCE_MODES else None
+        kind = "act_scale" if cfg.peft_mode == "asvd" else kind
+        stats = self._statistics(kind)
+        layers = find_linear_layers(self.model.backbone, self.candidate_names)
+        decomposed = {
+            name: decompose_linear(
+                layer,
+                rank=cfg.rank,
+                mode=cfg.peft_mode,
+                covariance=stats[name] if kind == "covariance" and stats else None,
+                act_scale=stats[name] if kind == "act_scale" else None,
+                damping=cfg.damping,
+            )
+            for name, layer in layers.items()
+        }
+        chosen = select_layers(
+            {name: d.asr for name, d in decomposed.items()}, threshold=cfg.asr_threshold, top_n=cfg.top_n
+        )
+        self.adapted = {name: decomposed[name] for name in chosen}
+        for name, module in self.adapted.items():
+            _replace_module(self.model.backbone, name, module)
+
+    def merge(self) -> None:
+        """Fold every adapter back into a plain ``nn.Linear``."""
+        for name, module in self.adapted.items():
+            _replace_module(self.model.backbone, name, module.merge())
+        self.adapted = {}
+
+    def incremental(self, session: int) -> tuple[float, int, dict[str, float]]:
+        cfg = self.config
+        torch.manual_seed(cfg.seed * 1000 + session)
+        if cfg.peft_mode != "frozen" and (cfg.continuous or not self.adapted):
+            self.decompose()
+        asr = {name: module.asr for name, module in self.adapted.items()}
+        self.model.requires_grad_(False)
+        for module in self.adapted.values():
+            module.unfreeze_adapter()
+        self.model.neck.requires_grad_(True)
+        adapter_params = [p for m in self.adapted.values() for p in m.parameters() if p.requires_grad]
+        neck_params = [p for p in self.model.neck.parameters() if p.requires_grad]
+        trainable = sum(p.numel() for p in adapter_params + neck_params)
+        loss = train_incremental(
+            self.model,
+            [
+                {"params": adapter_params, "lr": cfg.lr},
+                {"params": neck_params, "lr": cfg.lr * cfg.neck_lr_mult},
+            ],
+            self.benchmark.train_set(session),
+            self.replay.image_set() if len(self.replay) else None,
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            generator=torch.Generator().manual_seed(cfg.seed * 1000 + session),
+            device=self.device,
+        )
+        if cfg.continuous:
+            self.merge()
+        return loss, trainable, asr
+
+    def evaluate(self, session: int) -> dict[str, float]:
+        bench = self.benchmark
+        seen = bench.seen_classes(session)
+        metrics: dict[str, float] = {}
+        for split, prefix in (("test", ""), ("val", "val_")):
+            data = bench.eval_set(session, split)
+            preds = predict(self.model, data, len(seen), self.device)
+            metrics.update(
+                accuracy_breakdown(
+                    preds, data.labels, bench.base_classes, bench.session_classes[session], prefix
+                )
+            )
+        return metrics
+
+    def run_session(self, session: int, base_checkpoint: Path | None) -> dict[str, Any]:
+        start = time.perf_counter()
+        if session == 0:
+            loss, trainable = self.prepare_base(base_checkpoint)
+            asr: dict[str, float] = {}
+        else:
+            loss, trainable, asr = self.incremental(session)
+        self.replay.add(self.benchmark.train_set(session))
+        row: dict[str, Any] = {
+            "session": session,
+            "n_classes": len(self.benchmark.seen_classes(session)),
+            **self.evaluate(session),
+            "n_adapted": len(asr),
+            "adapted_layers": list(asr),
+            "adapted_asr": list(asr.values()),
+            "trainable_params": trainable,
+            "train_loss": loss,
+        }
+        row["seconds"] = time.perf_counter() - start
+        log.info(
+            "session %d: acc_all %.4f (base %.4f, novel %.4f) val %.4f, %d layers adapted, %.1fs",
+            session,
+            row["acc_all"],
+            row["acc_base"],
+            row["acc_novel"],
+            row["val_acc_all"],
+            row["n_adapted"],
+            row["seconds"],
+        )
+        return row
+
+
+def train_base_session(config: TrialConfig, checkpoint: Path) -> Path:
+    """Train the base session of ``config`` and save it to ``checkpoint`` (for sharing between trials)."""
+    trial = _Trial(config)
+    trial.prepare_base(Path(checkpoint))
+    return Path(checkpoint)
+
+
+def run_trial(
+    config: TrialConfig,
+    on_session: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    base_checkpoint: str | Path | None = None,
+) -> TrialResult:
+    """Run the base session and every incremental session, calling ``on_session(row)`` after each.
+
+    ``base_checkpoint``: a file holding the trained base session (loaded when it exists, written
+    after training when it does not), so trials that share base settings train it once.
+    """
+    config.validate()
+    trial = _Trial(config)
+    checkpoint = Path(base_checkpoint) if base_checkpoint is not None else None
+    rows = []
+    for session in range(trial.benchmark.num_sessions):
+        row = trial.run_session(session, checkpoint)
+        rows.append(row)
+        if on_session is not None:
+            on_session(dict(row))
+    trial.merge()
+    return TrialResult(
+        config=config, sessions=rows, summary=trial_summary(rows), base_key=trial.base_key, model=trial.model
+    )

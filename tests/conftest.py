@@ -1,0 +1,33 @@
+"""Shared fixtures: a tiny icons benchmark rendered into a temporary cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from ckpd_core import TrialConfig
+
+TINY_BENCHMARK = dict(
+    num_classes=20, base_classes=10, ways=5, shots=5, train_per_class=30, val_per_class=6, test_per_class=6
+)
+
+
+@pytest.fixture(scope="session")
+def icons_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("icons-cache"))
+
+
+@pytest.fixture
+def tiny_config(icons_cache) -> TrialConfig:
+    """A trial of 3 sessions that runs in a few seconds on a CPU."""
+    return TrialConfig(
+        benchmark_kwargs=dict(TINY_BENCHMARK),
+        data_root=icons_cache,
+        backbone_kwargs=dict(depth=2, embed_dim=64, num_heads=2),
+        feature_dim=32,
+        rank=4,
+        top_n=2,
+        base_epochs=2,
+        steps=4,
+        batch_size=16,
+        base_batch_size=32,
+    )

@@ -1,0 +1,185 @@
+"""The session loop end to end on a tiny icons benchmark."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ckpd_core import (
+    PEFT_MODES,
+    ConfigError,
+    DataError,
+    DecomposedLinear,
+    TrialConfig,
+    run_trial,
+    trial_summary,
+)
+from ckpd_core.models import create_neck
+
+SESSION_COLUMNS = {
+    "session",
+    "n_classes",
+    "acc_all",
+    "acc_base",
+    "acc_novel",
+    "acc_new",
+    "val_acc_all",
+    "val_acc_base",
+    "val_acc_novel",
+    "val_acc_new",
+    "n_adapted",
+    "adapted_layers",
+    "adapted_asr",
+    "trainable_params",
+    "seconds",
+}
+
+
+@pytest.fixture(scope="module")
+def shared_base(tmp_path_factory):
+    return tmp_path_factory.mktemp("base") / "base.pt"
+
+
+def adapter_params(m: int, n: int, rank: int) -> int:
+    return m * rank + rank * n + m  # A, B and the bias
+
+
+def test_rows_metrics_and_callback(tiny_config, shared_base):
+    seen = []
+    result = run_trial(tiny_config, on_session=seen.append, base_checkpoint=shared_base)
+    assert [row["session"] for row in result.sessions] == [0, 1, 2]
+    assert seen == result.sessions
+    assert [row["n_classes"] for row in result.sessions] == [10, 15, 20]
+    for row in result.sessions:
+        assert SESSION_COLUMNS <= set(row)
+        for key in ("acc_all", "acc_base", "acc_new", "val_acc_all", "val_acc_base", "val_acc_new"):
+            assert 0.0 <= row[key] <= 1.0
+        assert row["seconds"] > 0
+    assert math.isnan(result.sessions[0]["acc_novel"]) and 0 <= result.sessions[2]["acc_novel"] <= 1
+    assert result.summary == trial_summary(result.sessions)
+    shapes = {"attn.qkv": (192, 64), "attn.proj": (64, 64), "mlp.fc2": (64, 128)}
+    neck = sum(p.numel() for p in create_neck("mlp", 64, 32).parameters())
+    for row in result.sessions[1:]:
+        assert row["n_adapted"] == 2 == len(row["adapted_layers"]) == len(row["adapted_asr"])
+        assert row["adapted_asr"] == sorted(row["adapted_asr"])
+        expected = neck
+        for name in row["adapted_layers"]:
+            kind = name.split(".", 2)[2]
+            expected += adapter_params(*shapes[kind], tiny_config.rank)
+        assert row["trainable_params"] == expected
+
+
+def test_final_model_is_merged_with_no_extra_parameters(tiny_config, shared_base):
+    result = run_trial(tiny_config, base_checkpoint=shared_base)
+    model = result.model
+    assert not any(isinstance(m, DecomposedLinear) for m in model.modules())
+    frozen = run_trial(tiny_config.replace(peft_mode="frozen"), base_checkpoint=shared_base).model
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in frozen.parameters())
+    assert isinstance(model.backbone.get_submodule("blocks.0.attn.qkv"), nn.Linear)
+
+
+def test_base_checkpoint_is_reused_and_checked(tiny_config, tmp_path):
+    path = tmp_path / "base.pt"
+    first = run_trial(tiny_config, base_checkpoint=path)
+    assert path.exists() and first.sessions[0]["trainable_params"] > 0
+    second = run_trial(tiny_config, base_checkpoint=path)
+    assert second.sessions[0]["trainable_params"] == 0  # loaded, not trained
+    for a, b in zip(first.sessions, second.sessions, strict=False):
+        for key in ("acc_all", "val_acc_all", "acc_base", "adapted_layers"):
+            assert a[key] == b[key]
+    assert first.base_key == second.base_key == tiny_config.base_session_key()
+    assert tiny_config.replace(rank=2, lr=0.1).base_session_key() == first.base_key
+    with pytest.raises(DataError, match="other base-session settings"):
+        run_trial(tiny_config.replace(base_epochs=1), base_checkpoint=path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="unreadable"):
+        run_trial(tiny_config, base_checkpoint=path)
+
+
+@pytest.mark.parametrize("mode", PEFT_MODES)
+def test_every_peft_mode_runs(tiny_config, shared_base, mode):
+    result = run_trial(tiny_config.replace(peft_mode=mode), base_checkpoint=shared_base)
+    last = result.sessions[-1]
+    neck = sum(p.numel() for p in create_neck("mlp", 64, 32).parameters())
+    if mode == "frozen":
+        assert last["n_adapted"] == 0 and last["trainable_params"] == neck
+    else:
+        assert last["n_adapted"] == 2 and last["trainable_params"] > neck
+    assert all(0.0 <= row["acc_all"] <= 1.0 for row in result.sessions)
+
+
+def test_covariance_modes_select_the_same_layers(tiny_config, shared_base):
+    layers = {
+        mode: run_trial(tiny_config.replace(peft_mode=mode, steps=0), base_checkpoint=shared_base).sessions[
+            1
+        ]["adapted_layers"]
+        for mode in ("ckpd", "lora", "full")
+    }
+    assert layers["ckpd"] == layers["lora"] == layers["full"]
+
+
+def test_threshold_selection_and_static_decomposition(tiny_config, shared_base):
+    everything = run_trial(tiny_config.replace(top_n=None, asr_threshold=1.0), base_checkpoint=shared_base)
+    assert everything.sessions[1]["n_adapted"] == 6  # 2 blocks x (qkv, proj, fc2)
+    static = run_trial(tiny_config.replace(continuous=False), base_checkpoint=shared_base)
+    s1, s2 = static.sessions[1], static.sessions[2]
+    assert s1["adapted_layers"] == s2["adapted_layers"] and s1["adapted_asr"] == s2["adapted_asr"]
+    continuous = run_trial(tiny_config, base_checkpoint=shared_base)
+    assert continuous.sessions[2]["adapted_asr"] != s2["adapted_asr"]  # re-decomposed after merging
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        (dict(asr_threshold=0.5, top_n=2), "both set"),
+        (dict(top_n=None, asr_threshold=1.5), "asr_threshold=1.5"),
+        (dict(top_n=None, asr_threshold=0.0), "asr_threshold=0.0"),
+        (dict(peft_mode="dora"), "peft_mode='dora'"),
+        (dict(rank=0), "rank=0"),
+        (dict(top_n=0), "top_n=0"),
+        (dict(replay_per_class=0), "replay_per_class=0"),
+        (dict(lr=-1.0), "lr=-1.0"),
+    ],
+)
+def test_impossible_settings_are_refused_up_front(tiny_config, changes, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_config.replace(**changes)
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        (dict(backbone="vit_tiny_convstm"), "vit_tiny_convstem"),
+        (dict(layer_patterns=("blocks.*.attn.qkv", "blocks.*.attention.out")), "blocks.*.attention.out"),
+        (dict(rank=65), "rank=65"),
+        (dict(benchmark="omniglot"), "benchmark='omniglot'"),
+    ],
+)
+def test_settings_checked_against_the_model_fail_before_training(tiny_config, changes, match, monkeypatch):
+    import ckpd_core.trial as trial_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the settings were checked")
+
+    monkeypatch.setattr(trial_module, "train_base", no_training)
+    with pytest.raises(ConfigError, match=match):
+        run_trial(tiny_config.replace(**changes))
+
+
+def test_unknown_setting_names_are_rejected():
+    with pytest.raises(ConfigError, match="ranks"):
+        TrialConfig.from_dict({"ranks": 4})
+    assert TrialConfig.from_dict({"rank": 4}).rank == 4
+
+
+def test_runs_are_deterministic_for_a_seed(tiny_config, shared_base):
+    a = run_trial(tiny_config.replace(seed=0), base_checkpoint=shared_base)
+    b = run_trial(tiny_config.replace(seed=0), base_checkpoint=shared_base)
+    assert [r["acc_all"] for r in a.sessions] == [r["acc_all"] for r in b.sessions]
+    assert torch.equal(
+        a.model.backbone.get_submodule("blocks.1.mlp.fc2").weight,
+        b.model.backbone.get_submodule("blocks.1.mlp.fc2").weight,
+    )
