@@ -16,7 +16,7 @@ class ReplayMemory:
     def __init__(self, per_class: int, seed: int = 0) -> None:
         self.per_class = per_class
         self.generator = torch.Generator().manual_seed(seed)
-        self._parts: list[ImageSet] = []
+        self.parts: list[ImageSet] = []  # one subset per add(), in order
 
     def add(self, images: ImageSet) -> None:
         """Keep ``per_class`` random images of each class present in ``images``."""
@@ -27,16 +27,16 @@ class ReplayMemory:
             rows = (images.labels == label).nonzero().flatten()
             order = torch.randperm(rows.numel(), generator=self.generator)
             keep.append(rows[order[: self.per_class]].sort().values)
-        self._parts.append(images.subset(torch.cat(keep)))
+        self.parts.append(images.subset(torch.cat(keep)))
 
     def __len__(self) -> int:
-        return sum(len(part) for part in self._parts)
+        return sum(len(part) for part in self.parts)
 
     @property
     def classes(self) -> list[int]:
-        return sorted({int(c) for part in self._parts for c in part.labels.unique()})
+        return sorted({int(c) for part in self.parts for c in part.labels.unique()})
 
     def image_set(self) -> ImageSet:
-        if not self._parts:
+        if not self.parts:
             raise ValueError("the replay memory is empty")
-        return self._parts[0].concat(self._parts[1:])
+        return self.parts[0].concat(self.parts[1:])

@@ -26,6 +26,7 @@ from .training import calibration_batches, predict, train_base, train_incrementa
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
+STATE_FILE = "trial_state.pt"
 # Modes whose layers are compared by the covariance-weighted spectrum (so they select the same layers).
 _COVARIANCE_MODES = ("ckpd", "pissa", "lora", "full")
 
@@ -173,6 +174,61 @@ class _Trial:
             _replace_module(self.model.backbone, name, module.merge())
         self.adapted = {}
 
+    def save_state(self, directory: Path, rows: list[dict[str, Any]]) -> None:
+        """Everything needed to continue after the last finished session, written atomically."""
+        adapters = {
+            name: {
+                "mode": m.mode,
+                "rank": m.rank,
+                "scale": m.scale,
+                "singular_values": m.singular_values.cpu(),
+                **{k: v.detach().cpu() for k, v in m.named_parameters()},
+            }
+            for name, m in self.adapted.items()
+        }
+        replay = [{"images": p.images, "labels": p.labels} for p in self.replay.parts]
+        blob = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "rows": rows,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "adapters": adapters,
+            "replay": replay,
+            "replay_rng": self.replay.generator.get_state(),
+        }
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{STATE_FILE}.{os.getpid()}.tmp"
+        torch.save(blob, tmp)
+        os.replace(tmp, directory / STATE_FILE)
+
+    def load_state(self, directory: Path) -> list[dict[str, Any]]:
+        """Restore a state written by ``save_state``; returns the rows of the finished sessions."""
+        path = directory / STATE_FILE
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise DataError(f"trial state {path} is unreadable ({exc}); delete it to restart") from exc
+        if blob.get("config") != self.config.to_dict():
+            raise DataError(f"trial state {path} belongs to another trial configuration; delete it")
+        for name, saved in blob["adapters"].items():
+            module = DecomposedLinear(
+                saved["weight_res"],
+                saved.get("bias"),
+                saved.get("adapter_a"),
+                saved.get("adapter_b"),
+                mode=saved["mode"],
+                rank=saved["rank"],
+                singular_values=saved["singular_values"],
+                scale=saved["scale"],
+            ).to(self.device)
+            _replace_module(self.model.backbone, name, module)
+            self.adapted[name] = module
+        self.model.load_state_dict(blob["model"])
+        template = self.benchmark.train_set(0)
+        self.replay.parts = [template.with_tensors(p["images"], p["labels"]) for p in blob["replay"]]
+        self.replay.generator.set_state(blob["replay_rng"])
+        return blob["rows"]
+
     def incremental(self, session: int) -> tuple[float, int, dict[str, float]]:
         cfg = self.config
         torch.manual_seed(cfg.seed * 1000 + session)
@@ -261,19 +317,27 @@ def run_trial(
     on_session: Callable[[dict[str, Any]], None] | None = None,
     *,
     base_checkpoint: str | Path | None = None,
+    state_dir: str | Path | None = None,
 ) -> TrialResult:
     """Run the base session and every incremental session, calling ``on_session(row)`` after each.
 
     ``base_checkpoint``: a file holding the trained base session (loaded when it exists, written
     after training when it does not), so trials that share base settings train it once.
+    ``state_dir``: where the trial state is saved after every session (before ``on_session``); a
+    trial started again with the same folder continues after its last finished session.
     """
     config.validate()
     trial = _Trial(config)
     checkpoint = Path(base_checkpoint) if base_checkpoint is not None else None
-    rows = []
-    for session in range(trial.benchmark.num_sessions):
+    state = Path(state_dir) if state_dir is not None else None
+    rows = trial.load_state(state) if state is not None and (state / STATE_FILE).exists() else []
+    if rows:
+        log.info("resuming after session %d from %s", rows[-1]["session"], state)
+    for session in range(len(rows), trial.benchmark.num_sessions):
         row = trial.run_session(session, checkpoint)
         rows.append(row)
+        if state is not None:
+            trial.save_state(state, rows)
         if on_session is not None:
             on_session(dict(row))
     trial.merge()

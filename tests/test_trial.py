@@ -183,3 +183,34 @@ def test_runs_are_deterministic_for_a_seed(tiny_config, shared_base):
         a.model.backbone.get_submodule("blocks.1.mlp.fc2").weight,
         b.model.backbone.get_submodule("blocks.1.mlp.fc2").weight,
     )
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_interrupted_trial_resumes_after_its_last_finished_session(
+    tiny_config, shared_base, tmp_path, continuous
+):
+    config = tiny_config.replace(continuous=continuous)
+    uninterrupted = run_trial(config, base_checkpoint=shared_base)
+
+    def crash_after_session_1(row):
+        if row["session"] == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_trial(config, crash_after_session_1, base_checkpoint=shared_base, state_dir=tmp_path)
+    reported = []
+    resumed = run_trial(config, reported.append, base_checkpoint=shared_base, state_dir=tmp_path)
+    assert [row["session"] for row in reported] == [2]  # finished sessions are not run again
+    assert [r["session"] for r in resumed.sessions] == [0, 1, 2]
+    for a, b in zip(uninterrupted.sessions, resumed.sessions, strict=True):
+        assert (a["acc_all"], a["val_acc_all"], a["adapted_layers"]) == (
+            b["acc_all"],
+            b["val_acc_all"],
+            b["adapted_layers"],
+        )
+    with pytest.raises(DataError, match="another trial configuration"):
+        run_trial(config.replace(rank=2), base_checkpoint=shared_base, state_dir=tmp_path)

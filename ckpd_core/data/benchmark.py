@@ -35,13 +35,16 @@ class ImageSet:
         return self.labels.shape[0]
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
-        return ImageSet(self.images[indices], self.labels[indices], self.mean, self.std, self.max_shift)
+        return self.with_tensors(self.images[indices], self.labels[indices])
+
+    def with_tensors(self, images: torch.Tensor, labels: torch.Tensor) -> ImageSet:
+        """Another set of images with this set's normalisation and augmentation."""
+        return ImageSet(images, labels, self.mean, self.std, self.max_shift)
 
     def concat(self, others: list[ImageSet]) -> ImageSet:
         """This set followed by ``others`` (same normalisation)."""
         sets = [self, *others]
-        images = torch.cat([s.images for s in sets])
-        return ImageSet(images, torch.cat([s.labels for s in sets]), self.mean, self.std, self.max_shift)
+        return self.with_tensors(torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]))
 
     def load(
         self,
