@@ -26,8 +26,8 @@ def tiny_config(icons_cache) -> TrialConfig:
         feature_dim=32,
         rank=4,
         top_n=2,
-        base_epochs=2,
+        base_epochs=40,
         steps=4,
         batch_size=16,
-        base_batch_size=32,
+        base_batch_size=16,
     )

@@ -1,0 +1,1 @@
+"""Distributed sweeps of CKPD trials: spec, Ray Tune trainable, Optuna pruning, Parquet results, CLI."""

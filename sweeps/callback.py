@@ -1,0 +1,120 @@
+"""The driver-side Tune callback: writes every reported session and every finished trial to Parquet."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+from ray import tune
+
+from ckpd_core import trial_summary
+
+from .pruning import PRUNED_AT
+from .results import SESSION_COLUMNS, ResultsStore, git_commit, package_version, read_sessions
+from .study import OPTUNA_NUMBER, StudyRef
+from .trainable import BOOKKEEPING
+
+log = logging.getLogger(__name__)
+_SESSION_FIELDS = [c for c in SESSION_COLUMNS if c not in ("sweep", "trial_id", "seed", "written_at")]
+
+
+class SweepResultsCallback(tune.Callback):
+    """The single writer of the sweep's results: one session row per report, one trial row at the end."""
+
+    def __init__(
+        self,
+        results_dir: Path,
+        sweep: str,
+        study: StudyRef,
+        num_sessions: int,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.results_dir = Path(results_dir)
+        self.sweep = sweep
+        self.study_ref = study
+        self.num_sessions = num_sessions
+        self.on_event = on_event
+        self._store: ResultsStore | None = None
+        self._base_key: dict[str, str] = {}
+        self.base_trainings = 0
+
+    @property
+    def store(self) -> ResultsStore:
+        if self._store is None:
+            self._store = ResultsStore(self.results_dir)
+            self._store.load_written_keys()
+        return self._store
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_store": None, "on_event": None}
+
+    def _ids(self, trial) -> dict[str, Any]:
+        params = {k: v for k, v in trial.config.items() if k not in BOOKKEEPING}
+        return {"sweep": self.sweep, "trial_id": trial.trial_id, "seed": trial.config["seed"], **params}
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if "session" not in result:
+            return
+        row = {**self._ids(trial), **{k: result.get(k) for k in _SESSION_FIELDS}}
+        self.store.write_sessions([row])
+        self._base_key[trial.trial_id] = result.get("base_key", "")
+        self.base_trainings += int(bool(result.get("base_trained")))
+        self._emit("session", {**row, "config": trial.config})
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        number = trial.config.get(OPTUNA_NUMBER)
+        frozen = self.study_ref.trial(number) if number is not None else None
+        if frozen is not None and frozen.state == TrialState.PRUNED:
+            self._finish(trial, "pruned", pruned_at=frozen.user_attrs.get(PRUNED_AT))
+        else:
+            self._finish(trial, "completed")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finish(trial, "failed", error=_error_text(trial))
+
+    def _finish(self, trial, status: str, pruned_at: int | None = None, error: str | None = None) -> None:
+        ids = self._ids(trial)
+        sessions = read_sessions(self.results_dir)
+        mine = sessions[(sessions.trial_id == trial.trial_id) & (sessions.seed == ids["seed"])]
+        mine = mine.sort_values("session")
+        if status == "completed" and len(mine) < self.num_sessions:
+            status, error = "failed", f"ended after {len(mine)} of {self.num_sessions} sessions"
+        summary = trial_summary(mine.to_dict("records")) if status == "completed" else {}
+        row = {
+            **ids,
+            "status": status,
+            "pruned_at_session": pruned_at,
+            "error": error,
+            "sessions_done": len(mine),
+            **{k: summary.get(k, math.nan) for k in _SUMMARY_KEYS},
+            "compute_s": float(mine.seconds.sum()) if len(mine) else 0.0,
+            "base_key": self._base_key.get(trial.trial_id, ""),
+            "node": str(mine.node.iloc[-1]) if len(mine) else "",
+            "git_commit": git_commit(),
+            "version": package_version(),
+        }
+        self.store.write_trials([row])
+        self._emit(status, {**row, "config": trial.config})
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(event, payload)
+
+
+_SUMMARY_KEYS = ("avg_acc", "last_acc", "pd", "hm", "val_avg_acc", "val_last_acc", "val_pd", "val_hm")
+
+
+def _error_text(trial) -> str:
+    """The last line of the trial's error (the exception message), or the error file's path."""
+    path = getattr(trial, "error_file", None) or getattr(trial, "pickled_error_file", None)
+    text = ""
+    if path and Path(path).exists() and not str(path).endswith(".pkl"):
+        text = Path(path).read_text(errors="replace").strip()
+    if not text:
+        text = str(getattr(trial, "error_msg", "") or "unknown error")
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][:2000] if lines else text[:2000]

@@ -1,0 +1,187 @@
+"""``ckpd-sweep``: validate, launch, resume and inspect CKPD-FSCIL sweeps."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ckpd_core import CKPDError
+
+from .results import read_sessions, read_trials
+from .spec import SpecError, load_spec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(highlight=False)
+EXIT_BAD_INPUT = 2
+
+SpecArg = Annotated[Path, typer.Argument(help="sweep spec YAML, e.g. search_spaces/rank.yaml")]
+DirArg = Annotated[Path, typer.Argument(help="a sweep's results folder, e.g. results/rank")]
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="join a running Ray cluster ('auto' on a cluster node)")
+]
+CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="CPUs of the local Ray (default: all)")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="no per-session progress lines")]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _sweep_dir(path: Path) -> Path:
+    if not (path / "spec.yaml").exists():
+        raise SpecError(f"{path} is not a sweep results folder (no spec.yaml): pass results/<sweep name>")
+    return path
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+
+
+@app.command()
+def validate(spec: SpecArg) -> None:
+    """Check a sweep spec without running anything."""
+    try:
+        parsed = load_spec(spec)
+    except CKPDError as exc:
+        raise _fail(exc) from None
+    per_seed = len(parsed.grid_points()) * parsed.num_samples
+    console.print(
+        f"[green]ok[/green] {spec}: sweep '{parsed.name}', {per_seed * len(parsed.seeds)} trials "
+        f"({per_seed} configurations x {len(parsed.seeds)} seeds), search {parsed.search.algorithm}, "
+        f"pruner {parsed.pruner.name if parsed.pruner else 'none'}, metric {parsed.metric} ({parsed.mode})"
+    )
+
+
+@app.command()
+def launch(
+    spec: SpecArg,
+    results: Annotated[
+        Path | None, typer.Option("--results", help="results root (default: the spec's)")
+    ] = None,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Validate SPEC, then run its sweep on Ray Tune; results land in <results>/<name>/."""
+    from .launch import launch as run_launch
+
+    try:
+        parsed = load_spec(spec)
+        outcome = run_launch(parsed, results, address=address, num_cpus=num_cpus, quiet=quiet)
+    except CKPDError as exc:
+        raise _fail(exc) from None
+    _print_outcome(outcome)
+
+
+@app.command()
+def resume(
+    path: DirArg, address: AddressOpt = None, num_cpus: CpusOpt = None, quiet: QuietOpt = False
+) -> None:
+    """Continue a sweep whose driver died, without rerunning or duplicating finished sessions."""
+    from .launch import resume as run_resume
+
+    try:
+        outcome = run_resume(_sweep_dir(path), address=address, num_cpus=num_cpus, quiet=quiet)
+    except CKPDError as exc:
+        raise _fail(exc) from None
+    _print_outcome(outcome)
+
+
+@app.command()
+def status(path: DirArg) -> None:
+    """Progress of a running or finished sweep: trials by status, sessions written, best so far."""
+    from .summary import summarize
+
+    try:
+        spec = load_spec(_sweep_dir(path) / "spec.yaml")
+    except CKPDError as exc:
+        raise _fail(exc) from None
+    summary = summarize(path, spec)
+    sessions, trials = read_sessions(path), read_trials(path)
+    started = sessions.groupby(["trial_id", "seed"]).ngroups if len(sessions) else 0
+    console.print(
+        f"sweep '{spec.name}': {started} trials started, {len(trials)} finished "
+        f"({', '.join(f'{n} {s}' for s, n in summary.counts.items())}), {len(sessions)} session rows"
+    )
+    _print_ranking(summary)
+
+
+@app.command()
+def table(
+    path: DirArg,
+    rows: Annotated[str, typer.Option("--rows", help="swept parameter for the table rows")],
+    cols: Annotated[str, typer.Option("--cols", help="'session' or another swept parameter")] = "session",
+    metric: Annotated[str, typer.Option("--metric", help="e.g. acc_all, val_acc_all, last_acc")] = "acc_all",
+    fmt: Annotated[str, typer.Option("--format", help="markdown, latex or csv")] = "markdown",
+    digits: Annotated[int, typer.Option("--digits")] = 1,
+) -> None:
+    """Paper-style ablation table: mean ± std over seeds (completed trials only), runs per cell."""
+    from .tables import FORMATS, ablation_table, format_table
+
+    try:
+        _sweep_dir(path)
+        if fmt not in FORMATS:
+            raise SpecError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
+        frame = ablation_table(read_sessions(path), read_trials(path), rows=rows, cols=cols, metric=metric)
+    except (CKPDError, ValueError) as exc:
+        raise _fail(exc) from None
+    print(format_table(frame, fmt, digits=digits))
+
+
+@app.command()
+def report(
+    path: DirArg,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="folder for the PNGs (default: <DIR>/report)")
+    ] = None,
+    param: Annotated[str | None, typer.Option("--param", help="swept parameter to compare")] = None,
+) -> None:
+    """PNG plots: accuracy per session for each value of the swept parameter, and the pruning picture."""
+    from .report import plot_report
+
+    try:
+        _sweep_dir(path)
+        written = plot_report(read_sessions(path), read_trials(path), out or path / "report", param=param)
+    except (CKPDError, ValueError) as exc:
+        raise _fail(exc) from None
+    for file in written:
+        console.print(f"wrote {file}")
+
+
+def _print_ranking(summary) -> None:
+    if summary.ranking.empty:
+        console.print("no trial has completed every session yet")
+        return
+    view = Table(title=f"configurations ranked by final-session {summary.metric} (completed trials only)")
+    for column in summary.ranking.columns:
+        view.add_column(str(column), justify="right")
+    for row in summary.ranking.head(10).itertuples(index=False):
+        view.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(view)
+
+
+def _print_outcome(outcome) -> None:
+    counts = outcome.summary.counts
+    console.print(
+        f"\nfinished in {outcome.wall_s:.0f}s: {counts['completed']} completed, {counts['pruned']} pruned "
+        f"(by the Optuna pruner), {counts['failed']} failed; base session trained {outcome.base_trainings} "
+        f"time(s) for the whole sweep"
+    )
+    _print_ranking(outcome.summary)
+    best = outcome.summary.best
+    if best:
+        params = ", ".join(f"{k}={v}" for k, v in best.items() if k in outcome.summary.params)
+        console.print(f"best configuration: {params}")
+    console.print(
+        f"results: {outcome.results_dir}  (pandas.read_parquet('{outcome.results_dir}/sessions'); "
+        f"optuna study: {outcome.results_dir}/optuna.journal)"
+    )

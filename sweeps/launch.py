@@ -1,0 +1,222 @@
+"""Start, join and resume sweeps: Ray, the shared base sessions, the Tuner with Optuna search and pruning."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ckpd_core import build_benchmark
+from ckpd_core.config import BASE_SESSION_FIELDS
+
+from .base_cache import ensure_base_session
+from .callback import SweepResultsCallback
+from .progress import ProgressPrinter
+from .pruning import OptunaPruningScheduler
+from .searcher import OptunaSweepSearcher
+from .spec import SpecError, SweepSpec, load_spec
+from .study import STUDY_FILE, StudyRef
+from .summary import SweepSummary, summarize
+from .trainable import ckpd_trainable
+
+log = logging.getLogger(__name__)
+SPEC_COPY = "spec.yaml"
+TUNE_DIR = "tune"
+
+
+@dataclass
+class LaunchOutcome:
+    results_dir: Path
+    summary: SweepSummary
+    base_trainings: int
+    wall_s: float
+
+
+def _quiet_tune() -> None:
+    """Settings for Tune set before it starts (they are read from the environment)."""
+    # One checkpoint per session is the point (resume after any session), so Tune's warning about
+    # frequent experiment snapshots is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Our own progress lines replace Tune's tables; rows hold lists, which TensorBoard cannot log.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+def _init_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Start a local Ray (or join ``address``); returns whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "log_to_driver": False,
+    }
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["num_cpus"] = num_cpus or os.cpu_count()
+    ray.init(**kwargs)
+    return True
+
+
+def _num_sessions(spec: SweepSpec) -> int:
+    config = spec.trial_config({k: d.extremes()[0] for k, d in spec.space.items()}, spec.seeds[0])
+    return build_benchmark(config.benchmark, config.data_root, **config.benchmark_kwargs).num_sessions
+
+
+def _pretrain_base_sessions(spec: SweepSpec, base_dir: Path, progress: ProgressPrinter) -> int:
+    """Train every base session the sweep will need, once each, before trials start.
+
+    Possible when no swept setting changes the base session: then the base keys are one per seed.
+    Otherwise trials train them on demand (still once per key, under a file lock).
+    """
+    import ray
+
+    if set(spec.space) & set(BASE_SESSION_FIELDS):
+        return 0
+    first = {k: d.extremes()[0] for k, d in spec.space.items()}
+    configs = {}
+    for seed in spec.seeds:
+        config = spec.trial_config(first, seed)
+        configs.setdefault(config.base_session_key(), config)
+    todo = {k: c for k, c in configs.items() if not (base_dir / f"base-{k}.pt").exists()}
+    if not todo:
+        return 0
+    total_cpus = int(ray.cluster_resources().get("CPU", 1))
+    cpus = (
+        max(int(spec.resources.get("cpu", 1)), total_cpus // len(todo))
+        if spec.resources.get("gpu", 0) == 0
+        else None
+    )
+    progress.note(f"training {len(todo)} shared base session(s) before the trials start")
+    remote = ray.remote(_train_base).options(
+        num_cpus=cpus or spec.resources.get("cpu", 1), num_gpus=spec.resources.get("gpu", 0)
+    )
+    trained = ray.get([remote.remote(c, str(base_dir), cpus or 1) for c in todo.values()])
+    return sum(trained)
+
+
+def _train_base(config, base_dir: str, threads: int) -> bool:
+    import torch
+
+    torch.set_num_threads(threads)
+    return ensure_base_session(config, base_dir)[1]
+
+
+def _tuner_parts(spec: SweepSpec, results_dir: Path, progress: ProgressPrinter):
+    num_sessions = _num_sessions(spec)
+    study = StudyRef(results_dir / STUDY_FILE, spec.name, spec.mode)
+    searcher = OptunaSweepSearcher(spec, study, num_sessions)
+    scheduler = OptunaPruningScheduler(spec, study, num_sessions)
+    callback = SweepResultsCallback(results_dir, spec.name, study, num_sessions, progress)
+    return num_sessions, searcher, scheduler, callback
+
+
+def _trainable(spec: SweepSpec, results_dir: Path):
+    from ray import tune
+
+    resources = {"cpu": spec.resources.get("cpu", 1), "gpu": spec.resources.get("gpu", 0)}
+    fn = tune.with_parameters(
+        ckpd_trainable,
+        fixed=spec.trial,
+        base_dir=str(results_dir / "base"),
+        threads=max(1, int(resources["cpu"])),
+    )
+    return tune.with_resources(fn, resources)
+
+
+def launch(
+    spec: SweepSpec,
+    results_root: str | Path | None = None,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    quiet: bool = False,
+) -> LaunchOutcome:
+    """Run the sweep described by ``spec``; results go to ``<results_root or spec.results>/<name>``."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    results_dir = spec.results_dir(results_root).resolve()
+    if (results_dir / TUNE_DIR).exists() or (results_dir / SPEC_COPY).exists():
+        raise SpecError(
+            f"{results_dir} already holds sweep results: continue it with `ckpd-sweep resume {results_dir}` "
+            "or launch into another folder with --results"
+        )
+    start = time.perf_counter()
+    _quiet_tune()
+    started_ray = _init_ray(address, num_cpus)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        (results_dir / SPEC_COPY).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        progress = ProgressPrinter(spec.metric, spec.mode, quiet=quiet)
+        num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress)
+        progress.total = searcher.total_trials
+        pretrained = _pretrain_base_sessions(spec, results_dir / "base", progress)
+        tuner = tune.Tuner(
+            _trainable(spec, results_dir),
+            tune_config=tune.TuneConfig(
+                metric=spec.metric,
+                mode=spec.mode,
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=searcher.total_trials,
+                max_concurrent_trials=spec.max_concurrent,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR,
+                storage_path=str(results_dir),
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
+                verbose=0,
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    base_trainings = pretrained + callback.base_trainings
+    return LaunchOutcome(
+        results_dir, summarize(results_dir, spec), base_trainings, time.perf_counter() - start
+    )
+
+
+def resume(
+    results_dir: str | Path, *, address: str | None = None, num_cpus: int | None = None, quiet: bool = False
+) -> LaunchOutcome:
+    """Continue a sweep whose driver died: finished sessions are neither rerun nor written twice."""
+    from ray import tune
+
+    results_dir = Path(results_dir).resolve()
+    spec_file = results_dir / SPEC_COPY
+    if not spec_file.exists() or not (results_dir / TUNE_DIR).exists():
+        raise SpecError(f"{results_dir} is not a sweep results folder (no {SPEC_COPY} / {TUNE_DIR}/ in it)")
+    spec = load_spec(spec_file)
+    start = time.perf_counter()
+    _quiet_tune()
+    started_ray = _init_ray(address, num_cpus)
+    try:
+        tuner = tune.Tuner.restore(
+            str(results_dir / TUNE_DIR),
+            trainable=_trainable(spec, results_dir),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+        tuner.fit()
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return LaunchOutcome(results_dir, summarize(results_dir, spec), 0, time.perf_counter() - start)

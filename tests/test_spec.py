@@ -1,0 +1,361 @@
+"""Sweep specs: the shipped ones validate, every bad input is one SpecError naming file and key."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from ckpd_core import TrialConfig
+from sweeps.spec import (
+    Choice,
+    Grid,
+    IntRange,
+    LogUniform,
+    SpecError,
+    Uniform,
+    load_spec,
+    parse_spec,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO / "search_spaces").rglob("*.yaml"))
+FULL_SPEC = """
+name: every-domain
+description: one of each domain, a nested pruner and every top-level key
+trial: {top_n: null, steps: 5}
+space:
+  rank: {int: [2, 64], log: true}
+  replay_per_class: {int: [1, 10]}
+  asr_threshold: {uniform: [0.05, 0.5]}
+  lr: {loguniform: [1.0e-4, 1.0e-2]}
+  neck: {choice: [mlp, none]}
+  peft_mode: {grid: [ckpd, lora, full]}
+search: {algorithm: optuna, sampler: tpe, sampler_args: {n_startup_trials: 3}}
+pruner:
+  name: patient
+  args: {patience: 2, wrapped_pruner: {name: median, args: {n_warmup_steps: 1}}}
+metric: val_acc_base
+mode: min
+num_samples: 4
+seeds: [3, 1]
+resources: {cpu: 0.5, gpu: 0.25}
+max_concurrent: 3
+max_failures: 2
+results: out
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "bad-spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def full_spec(tmp_path):
+    return load_spec(write(tmp_path, FULL_SPEC, "full.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO)))
+def test_shipped_specs_validate_and_build_trials(path):
+    spec = load_spec(path)
+    assert parse_spec(spec.to_dict(), path=path) == spec
+    assert spec.search.algorithm in ("grid", "optuna")
+    for point in spec.grid_points():
+        params = {**point, **{k: d.extremes()[0] for k, d in spec.space.items() if k not in point}}
+        config = spec.trial_config(params, spec.seeds[-1])
+        assert isinstance(config, TrialConfig) and config.seed == spec.seeds[-1]
+        assert all(getattr(config, key) == value for key, value in {**spec.trial, **params}.items())
+    if "paper" in path.parts:
+        assert spec.trial["device"] == "cuda" and spec.resources == {"cpu": 4, "gpu": 0.5}
+        assert spec.name == f"paper-{path.stem}"
+
+
+def test_shipped_specs_have_distinct_results_folders():
+    names = [load_spec(path).name for path in SHIPPED]
+    assert len(SHIPPED) == 8 and len(set(names)) == len(names)
+
+
+def test_main_rank_spec():
+    spec = load_spec(REPO / "search_spaces" / "rank.yaml")
+    assert spec.name == "rank" and spec.trial["benchmark"] == "icons"
+    assert spec.space == {"rank": Choice((2, 4, 8, 16, 32))}
+    assert (spec.search.algorithm, spec.search.sampler) == ("optuna", "tpe")
+    assert (spec.pruner.name, spec.pruner.args) == ("median", {"n_startup_trials": 2, "n_warmup_steps": 1})
+    assert (spec.metric, spec.mode, spec.num_samples, spec.seeds) == ("val_acc_all", "max", 8, [0])
+    assert (spec.resources, spec.max_concurrent) == ({"cpu": 1, "gpu": 0}, 2)
+
+
+def test_variants_spec_runs_every_mode_over_three_seeds():
+    spec = load_spec(REPO / "search_spaces" / "variants.yaml")
+    modes = [point["peft_mode"] for point in spec.grid_points()]
+    assert modes == ["ckpd", "svd", "asvd", "pissa", "lora", "full", "frozen"]
+    assert spec.seeds == [0, 1, 2] and spec.pruner is None and spec.search.algorithm == "grid"
+
+
+def test_full_spec_fields_and_round_trip(full_spec, tmp_path):
+    assert full_spec.space == {
+        "rank": IntRange(2, 64, log=True),
+        "replay_per_class": IntRange(1, 10),
+        "asr_threshold": Uniform(0.05, 0.5),
+        "lr": LogUniform(1e-4, 1e-2),
+        "neck": Choice(("mlp", "none")),
+        "peft_mode": Grid(("ckpd", "lora", "full")),
+    }
+    assert full_spec.pruner.args["wrapped_pruner"].name == "median"
+    assert (full_spec.seeds, full_spec.resources) == ([3, 1], {"cpu": 0.5, "gpu": 0.25})
+    assert parse_spec(full_spec.to_dict(), path=full_spec.path) == full_spec
+    dumped = write(tmp_path, yaml.safe_dump(full_spec.to_dict()), "full.yaml")
+    assert load_spec(dumped) == full_spec
+
+
+def test_name_defaults_to_file_stem(tmp_path):
+    assert load_spec(write(tmp_path, "seeds: [0]\n", "my-sweep.yaml")).name == "my-sweep"
+    assert parse_spec({}).name == "sweep"
+    assert parse_spec({}, name_default="other").name == "other"
+
+
+def test_grid_points_cross_every_grid_value(full_spec):
+    spec = parse_spec(
+        {
+            "space": {
+                "peft_mode": {"grid": ["ckpd", "lora", "full"]},
+                "continuous": {"grid": [True, False]},
+                "rank": {"choice": [4, 8]},
+            }
+        }
+    )
+    points = spec.grid_points()
+    assert len(points) == 6
+    assert {(p["peft_mode"], p["continuous"]) for p in points} == {
+        (mode, cont) for mode in ("ckpd", "lora", "full") for cont in (True, False)
+    }
+    assert all("rank" not in p for p in points)  # the searcher picks a choice...
+    spec.search.algorithm = "grid"
+    assert len(spec.grid_points()) == 12  # ...a grid search crosses it
+    assert parse_spec({"space": {"rank": {"int": [2, 8]}}}).grid_points() == [{}]
+    assert len(full_spec.grid_points()) == 3
+
+
+def test_optuna_suggestions_stay_in_bounds(full_spec):
+    study = optuna.create_study(direction="minimize", sampler=full_spec.build_sampler(0))
+    for i in range(12):
+        trial = study.ask()
+        values = {k: d.to_optuna(trial, k) for k, d in full_spec.space.items()}
+        assert isinstance(values["rank"], int) and 2 <= values["rank"] <= 64
+        assert isinstance(values["replay_per_class"], int) and 1 <= values["replay_per_class"] <= 10
+        assert 0.05 <= values["asr_threshold"] <= 0.5 and 1e-4 <= values["lr"] <= 1e-2
+        assert values["neck"] in ("mlp", "none") and values["peft_mode"] in ("ckpd", "lora", "full")
+        full_spec.trial_config(values, seed=0)  # every suggestion is a valid trial
+        study.tell(trial, float(i))
+    dists = study.trials[0].distributions
+    assert dists["rank"].log and not dists["replay_per_class"].log and dists["lr"].log
+    assert not dists["asr_threshold"].log
+
+
+def test_random_samples_stay_in_bounds(full_spec):
+    rng = random.Random(0)
+    draws = [{k: d.sample(rng) for k, d in full_spec.space.items()} for _ in range(300)]
+    ranks = [d["rank"] for d in draws]
+    assert all(isinstance(r, int) and 2 <= r <= 64 for r in ranks) and {2, 64} <= set(ranks)
+    assert sum(r <= 8 for r in ranks) > 100  # log-uniform: [2, 8] is a third of [2, 64] in log space
+    assert all(0.05 <= d["asr_threshold"] <= 0.5 and 1e-4 <= d["lr"] <= 1e-2 for d in draws)
+    assert sum(math.log10(d["lr"]) < -3 for d in draws) > 100
+    assert {d["neck"] for d in draws} == {"mlp", "none"}
+
+
+def test_trial_config_and_results_dir(full_spec):
+    config = full_spec.trial_config({"rank": 8, "asr_threshold": 0.2}, seed=5)
+    assert (config.rank, config.asr_threshold, config.top_n) == (8, 0.2, None)
+    assert (config.steps, config.seed) == (5, 5)
+    assert full_spec.results_dir() == Path("out") / "every-domain"
+    assert full_spec.results_dir("/scratch") == Path("/scratch/every-domain")
+
+
+def _median_prunes_at(pruner: optuna.pruners.BasePruner, completed: int, step: int) -> bool:
+    """Whether a trial far below ``completed`` good trials is pruned when it reports at ``step``."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for _ in range(completed):
+        good = study.ask()
+        for s in range(3):
+            good.report(0.9, s)
+        study.tell(good, 0.9)
+    bad = study.ask()
+    for s in range(step + 1):
+        bad.report(0.1, s)
+    return bad.should_prune()
+
+
+def test_build_pruner_applies_the_args():
+    spec = load_spec(REPO / "search_spaces" / "rank.yaml")  # median, n_startup_trials 2, n_warmup_steps 1
+    assert type(spec.build_pruner()) is optuna.pruners.MedianPruner
+    assert not _median_prunes_at(spec.build_pruner(), completed=2, step=0)  # warm-up session
+    assert _median_prunes_at(spec.build_pruner(), completed=2, step=1)
+    assert not _median_prunes_at(spec.build_pruner(), completed=1, step=1)  # too few finished trials
+    assert not _median_prunes_at(optuna.pruners.MedianPruner(), completed=2, step=1)  # defaults differ
+
+
+@pytest.mark.parametrize(
+    "pruner, cls, attribute, value",
+    [
+        ({"name": "percentile", "args": {"percentile": 25.0}}, "PercentilePruner", "_percentile", 25.0),
+        (
+            {"name": "successive_halving", "args": {"reduction_factor": 2}},
+            "SuccessiveHalvingPruner",
+            "_reduction_factor",
+            2,
+        ),
+        ({"name": "hyperband", "args": {"max_resource": 9}}, "HyperbandPruner", "_max_resource", 9),
+        ({"name": "wilcoxon", "args": {"p_threshold": 0.05}}, "WilcoxonPruner", "_p_threshold", 0.05),
+        (
+            {"name": "patient", "args": {"patience": 3, "wrapped_pruner": None}},
+            "PatientPruner",
+            "_patience",
+            3,
+        ),
+    ],
+)
+def test_build_pruner_classes(pruner, cls, attribute, value):
+    built = parse_spec({"pruner": pruner}).build_pruner()
+    assert type(built) is getattr(optuna.pruners, cls) and getattr(built, attribute) == value
+
+
+def test_patient_wraps_the_nested_pruner(full_spec):
+    built = full_spec.build_pruner()
+    assert type(built) is optuna.pruners.PatientPruner and built._patience == 2
+    assert type(built._wrapped_pruner) is optuna.pruners.MedianPruner
+
+
+@pytest.mark.parametrize("pruner", [None, "none"])
+def test_no_pruner_is_nop(pruner):
+    assert type(parse_spec({"pruner": pruner}).build_pruner()) is optuna.pruners.NopPruner
+
+
+BAD = [
+    ("bogus: 1", "bogus", "allowed keys: name, description"),
+    ("trial: {rnak: 4}", "trial.rnak", "did you mean rank"),
+    ("space: {rnak: {choice: [1, 2]}}", "space.rnak", "did you mean rank"),
+    ("trial: {seed: 1}", "trial.seed", "seeds"),
+    ("trial: {rank: 4}\nspace: {rank: {choice: [2, 8]}}", "space.rank", "both fixed"),
+    ("space: {rank: {choice: [2], grid: [4]}}", "space.rank", "exactly one of choice, grid, int"),
+    ("space: {rank: [2, 4]}", "space.rank", "exactly one of"),
+    ("space: {rank: {range: [2, 4]}}", "space.rank", "exactly one of"),
+    ("space: {lr: {uniform: [0.1, 0.2], log: true}}", "space.lr", "int also takes log"),
+    ("space: {rank: {choice: []}}", "space.rank", "non-empty list"),
+    ("space: {rank: {grid: [4, 4]}}", "space.rank", "more than once"),
+    ("space: {rank: {int: [8, 2]}}", "space.rank", "must be below high"),
+    ("space: {rank: {int: [2]}}", "space.rank", "[low, high]"),
+    ("space: {lr: {uniform: [0.1, 0.1]}}", "space.lr", "must be below high"),
+    ("space: {lr: {loguniform: [0.0, 0.1]}}", "space.lr", "low > 0"),
+    ("space: {lr: {loguniform: [1e-4, 1.0e-2]}}", "space.lr", "as text"),
+    ("space: {rank: {int: [1.5, 8]}}", "space.rank", "integers"),
+    ("space: {rank: {int: [0, 8], log: true}}", "space.rank", "low >= 1"),
+    ("space: {rank: {choice: [4, eight]}}", "space.rank", "rank='eight' must be an integer >= 1"),
+    ("space: {rank: {int: [0, 8]}}", "space.rank", "rank=0 must be an integer >= 1"),
+    ("space: {asr_threshold: {uniform: [0.1, 0.5]}}", "space.asr_threshold", "top_n=4 are both set"),
+    (
+        "trial: {top_n: null}\nspace: {asr_threshold: {uniform: [0.5, 1.5]}}",
+        "space.asr_threshold",
+        "must lie in (0, 1]",
+    ),
+    ("space: {peft_mode: {grid: [ckpd, dora]}}", "space.peft_mode", "choose one of ckpd"),
+    ("trial: {rank: 0}", "trial.rank", "rank=0 must be an integer >= 1"),
+    ("trial: {lr: 1e-3}", "trial.lr", "as text"),
+    ("trial: {top_n: null, asr_threshold: high}", "trial.asr_threshold", "expects float | None"),
+    ("trial: {peft_mode: ckpd, replay_per_class: 0}", "trial.replay_per_class", "no calibration samples"),
+    ("trial: [rank, 4]", "trial", "must be a mapping"),
+    ("search: {algorithm: grid}\nspace: {lr: {loguniform: [1.0e-4, 1.0e-2]}}", "space.lr", "only enumerates"),
+    ("search: {algorithm: bayes}", "search.algorithm", "grid, random, optuna"),
+    ("search: {sampler: bogus}", "search.sampler", "tpe, random, cmaes, qmc, gp"),
+    ("search: {algorithm: random, sampler: tpe}", "search.sampler", "only applies to algorithm optuna"),
+    ("search: {sampler_args: {n_startup: 3}}", "search.sampler_args.n_startup", "TPESampler"),
+    ("search: {sampler_args: {seed: 3}}", "search.sampler_args.seed", "seeds"),
+    ("search: {sampler: qmc, sampler_args: {qmc_type: bogus}}", "search.sampler_args.qmc_type", "halton"),
+    ("space: {layer_patterns: {choice: [[a.*], [b.*]]}}", "space.layer_patterns", "grid instead"),
+    ("pruner: {name: asha}", "pruner.name", "median, percentile, successive_halving, hyperband"),
+    ("pruner: median", "pruner", "null"),
+    ("pruner: {name: median, after: 1}", "pruner.after", "allowed keys: name, args"),
+    ("pruner: {name: median, args: {n_warmup: 1}}", "pruner.args.n_warmup", "n_warmup_steps"),
+    ("pruner: {name: median, args: {n_startup_trials: -1}}", "pruner.args.n_startup_trials", "negative"),
+    ("pruner: {name: median, args: {n_warmup_steps: one}}", "pruner.args.n_warmup_steps", "not supported"),
+    ("pruner: {name: percentile, args: {n_startup_trials: 1}}", "pruner.args.percentile", "requires"),
+    ("pruner: {name: percentile, args: {percentile: 150}}", "pruner.args.percentile", "between 0 and 100"),
+    (
+        "pruner: {name: successive_halving, args: {reduction_factor: 1}}",
+        "pruner.args.reduction_factor",
+        ">= 2",
+    ),
+    (
+        "pruner: {name: patient, args: {patience: 2, wrapped_pruner: {name: median, args: {bogus: 1}}}}",
+        "pruner.args.wrapped_pruner.args.bogus",
+        "MedianPruner",
+    ),
+    (
+        "pruner: {name: patient, args: {patience: -1, wrapped_pruner: null}}",
+        "pruner.args.patience",
+        "negative",
+    ),
+    ("metric: accuracy", "metric", "val_acc_all"),
+    ("metric: avg_acc", "metric", "not a session metric"),
+    ("mode: maximize", "mode", "max or min"),
+    ("num_samples: 0", "num_samples", ">= 1"),
+    ("num_samples: 2.5", "num_samples", "integer"),
+    ("search: {algorithm: grid}\nnum_samples: 3", "num_samples", "seeds"),
+    ("seeds: []", "seeds", "non-empty list"),
+    ("seeds: 0", "seeds", "non-empty list"),
+    ("seeds: [0, 0]", "seeds[1]", "listed twice"),
+    ("seeds: [0, one]", "seeds[1]", "integer"),
+    ("resources: {cpu: 0}", "resources.cpu", "> 0"),
+    ("resources: {gpu: -0.5}", "resources.gpu", ">= 0"),
+    ("resources: {tpu: 1}", "resources.tpu", "allowed keys: cpu, gpu"),
+    ("trial: {device: cuda}", "resources.gpu", "device is cuda"),
+    ("max_concurrent: 0", "max_concurrent", ">= 1"),
+    ("max_failures: -2", "max_failures", ">= -1"),
+    ("name: a/b", "name", "not a usable sweep name"),
+    ("results: ''", "results", "folder"),
+]
+
+
+@pytest.mark.parametrize("text, key, fragment", BAD, ids=[f"{i}-{b[1]}" for i, b in enumerate(BAD)])
+def test_bad_spec_is_one_clear_error(tmp_path, monkeypatch, text, key, fragment):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key}: ") and fragment in message
+    assert [p.name for p in tmp_path.iterdir()] == ["bad-spec.yaml"]  # nothing created, results neither
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("space: {rank: [1, 2\n", "not valid YAML"),
+        ("- 1\n- 2\n", "top level must be a mapping"),
+        ("", "top level must be a mapping"),
+        ("just text", "top level must be a mapping"),
+    ],
+)
+def test_unreadable_spec_names_the_file(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError, match=fragment) as caught:
+        load_spec(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="no such sweep spec file") as caught:
+        load_spec(tmp_path / "nope.yaml")
+    assert "nope.yaml" in str(caught.value)
+
+
+def test_valid_spec_creates_no_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write(tmp_path, FULL_SPEC, "full.yaml"))
+    spec.build_pruner(), spec.build_sampler(1), spec.results_dir()
+    assert [p.name for p in tmp_path.iterdir()] == ["full.yaml"]

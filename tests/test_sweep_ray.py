@@ -1,0 +1,200 @@
+"""Sweeps with real Ray Tune and real Optuna: pruning, Parquet rows, failures, resume after SIGKILL, CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from sweeps.cli import app
+from sweeps.launch import launch
+from sweeps.results import read_sessions, read_trials
+from sweeps.spec import parse_spec
+from sweeps.study import load_study
+
+from .conftest import TINY_BENCHMARK
+
+NUM_SESSIONS = 3
+runner = CliRunner()
+
+
+def tiny_spec(cache: str, name: str, **changes) -> dict:
+    spec = {
+        "name": name,
+        "trial": {
+            "benchmark_kwargs": dict(TINY_BENCHMARK),
+            "data_root": cache,
+            "backbone_kwargs": {"depth": 2, "embed_dim": 64, "num_heads": 2},
+            "feature_dim": 32,
+            "rank": 4,
+            "top_n": 2,
+            "base_epochs": 40,
+            "base_batch_size": 16,
+            "steps": 10,
+            "batch_size": 16,
+        },
+        "space": {"lr": {"grid": [0.001, 0.5]}},
+        "search": {"algorithm": "grid"},
+        "pruner": {"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 1}},
+        "seeds": [0, 1],
+        "max_concurrent": 1,
+        "max_failures": 0,
+    }
+    spec.update(changes)
+    for swept in spec["space"]:
+        spec["trial"].pop(swept, None)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pruned_sweep(ray_cluster, icons_cache, tmp_path_factory):
+    """A grid over a good and a destructive learning rate, two seeds, run one trial at a time."""
+    root = tmp_path_factory.mktemp("results")
+    outcome = launch(parse_spec(tiny_spec(icons_cache, "lr")), root, quiet=True)
+    return outcome
+
+
+def test_pruned_trials_are_pruned_in_parquet_and_optuna_and_never_best(pruned_sweep):
+    trials = read_trials(pruned_sweep.results_dir)
+    assert len(trials) == 4
+    good, bad = trials[trials.lr == 0.001], trials[trials.lr == 0.5]
+    assert set(good.status) == {"completed"}
+    assert set(bad.status) == {"pruned"}
+    assert set(bad.pruned_at_session) == {1}
+    assert bad.last_acc.isna().all() and good.last_acc.notna().all()
+    study = load_study(pruned_sweep.results_dir)
+    states = {t.params["lr"]: set() for t in study.trials}
+    for t in study.trials:
+        states[t.params["lr"]].add(t.state)
+    assert states == {0.001: {TrialState.COMPLETE}, 0.5: {TrialState.PRUNED}}
+    assert study.best_trial.params["lr"] == 0.001
+    assert pruned_sweep.summary.best["lr"] == 0.001
+    assert pruned_sweep.summary.counts == {"completed": 2, "pruned": 2, "failed": 0}
+    assert pruned_sweep.base_trainings == 2  # one base session per seed, shared by both lr values
+
+
+def test_every_reported_session_has_exactly_one_row(pruned_sweep):
+    sessions = read_sessions(pruned_sweep.results_dir)
+    trials = read_trials(pruned_sweep.results_dir)
+    assert not sessions.duplicated(["trial_id", "seed", "session"]).any()
+    for _, trial in trials.iterrows():
+        mine = sessions[(sessions.trial_id == trial.trial_id) & (sessions.seed == trial.seed)]
+        expected = NUM_SESSIONS if trial.status == "completed" else int(trial.pruned_at_session) + 1
+        assert sorted(mine.session) == list(range(expected))
+        assert (mine.lr == trial.lr).all() and set(mine.sweep) == {"lr"}
+    assert trials.base_key.nunique() == 2 and trials.git_commit.notna().all()
+    base0 = sessions[(sessions.session == 0)].groupby("seed").val_acc_all.nunique()
+    assert (base0 == 1).all()  # both lr values start from the same shared base session
+
+
+def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_cluster, icons_cache, tmp_path):
+    spec = tiny_spec(icons_cache, "fail", space={"rank": {"grid": [4, 65]}}, seeds=[0], pruner=None)
+    outcome = launch(parse_spec(spec), tmp_path, quiet=True)
+    trials = read_trials(outcome.results_dir).set_index("rank")
+    assert trials.loc[4, "status"] == "completed"
+    assert trials.loc[65, "status"] == "failed"
+    assert "rank=65" in trials.loc[65, "error"]
+    study = load_study(outcome.results_dir)
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
+
+
+def test_cli_table_status_report(pruned_sweep):
+    path = str(pruned_sweep.results_dir)
+    done = runner.invoke(app, ["table", path, "--rows", "lr", "--metric", "acc_all"])
+    assert done.exit_code == 0, done.output
+    lines = [line for line in done.output.splitlines() if line.startswith("|")]
+    assert len(lines) == 3  # header, rule, one row: the pruned lr is not in the table
+    assert "0.001" in lines[2] and "(n=2)" in lines[2]
+    done = runner.invoke(app, ["table", path, "--rows", "rank"])
+    assert done.exit_code == 2 and "rank" in done.output
+    done = runner.invoke(app, ["status", path])
+    assert done.exit_code == 0 and "2 completed" in done.output and "2 pruned" in done.output
+    done = runner.invoke(app, ["report", path])
+    assert done.exit_code == 0
+    pngs = sorted(Path(path, "report").glob("*.png"))
+    assert [p.name for p in pngs] == ["accuracy_per_session.png", "pruning.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_bad_specs_exit_2_and_write_nothing(tmp_path, icons_cache):
+    bad = [
+        {**tiny_spec(icons_cache, "bad"), "searh": {"algorithm": "grid"}},
+        {**tiny_spec(icons_cache, "bad"), "space": {"asr_threshold": {"uniform": [0.5, 0.1]}}},
+        {
+            **tiny_spec(icons_cache, "bad"),
+            "space": {"rank": {"choice": ["four"]}},
+            "search": {"algorithm": "random"},
+        },
+    ]
+    for i, spec in enumerate(bad):
+        path = tmp_path / f"bad{i}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        results = tmp_path / f"results{i}"
+        done = runner.invoke(app, ["launch", str(path), "--results", str(results)])
+        assert done.exit_code == 2, done.output
+        assert path.name in done.output and "Traceback" not in done.output
+        assert not results.exists()
+
+
+def test_launch_refuses_an_existing_results_folder(pruned_sweep, tmp_path, icons_cache):
+    spec = tmp_path / "lr.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(icons_cache, "lr")))
+    done = runner.invoke(app, ["launch", str(spec), "--results", str(pruned_sweep.results_dir.parent)])
+    assert done.exit_code == 2 and "ckpd-sweep resume" in done.output
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeps", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def test_resume_after_sigkill_of_the_driver(ray_cluster, icons_cache, tmp_path):
+    spec_path = tmp_path / "kill.yaml"
+    spec = tiny_spec(icons_cache, "kill", space={"rank": {"grid": [2, 4, 8]}}, pruner=None, seeds=[0])
+    spec["trial"]["steps"] = 60  # long enough sessions to be killed in the middle of the sweep
+    spec_path.write_text(yaml.safe_dump(spec))
+    results = tmp_path / "results"
+    driver = _cli("launch", str(spec_path), "--results", str(results), "--address", ray_cluster, "--quiet")
+    sweep_dir = results / "kill"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if (sweep_dir / "sessions").exists() and len(read_sessions(sweep_dir)) >= 4:
+            break
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = read_sessions(sweep_dir)
+    assert 4 <= len(before) < 3 * NUM_SESSIONS, "the driver must die in the middle of the sweep"
+    resumed = _cli("resume", str(sweep_dir), "--address", ray_cluster, "--quiet")
+    output, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, output
+    sessions, trials = read_sessions(sweep_dir), read_trials(sweep_dir)
+    assert sorted(trials["rank"]) == [2, 4, 8] and set(trials.status) == {"completed"}
+    assert not sessions.duplicated(["trial_id", "seed", "session"]).any()
+    for _, trial in trials.iterrows():
+        mine = sessions[sessions.trial_id == trial.trial_id]
+        assert sorted(mine.session) == list(range(NUM_SESSIONS))
+    kept = before.merge(sessions, on=["trial_id", "seed", "session"], suffixes=("", "_after"))
+    assert len(kept) == len(before) and (kept.val_acc_all == kept.val_acc_all_after).all()
