@@ -35,6 +35,7 @@ class LaunchOutcome:
     summary: SweepSummary
     base_trainings: int
     wall_s: float
+    base_pretrain_s: float = 0.0
 
 
 def _quiet_tune() -> None:
@@ -119,14 +120,14 @@ def _tuner_parts(spec: SweepSpec, results_dir: Path, progress: ProgressPrinter):
     return num_sessions, searcher, scheduler, callback
 
 
-def _trainable(spec: SweepSpec, results_dir: Path):
+def _trainable(spec: SweepSpec, results_dir: Path, share_base: bool = True):
     from ray import tune
 
     resources = {"cpu": spec.resources.get("cpu", 1), "gpu": spec.resources.get("gpu", 0)}
     fn = tune.with_parameters(
         ckpd_trainable,
         fixed=spec.trial,
-        base_dir=str(results_dir / "base"),
+        base_dir=str(results_dir / "base") if share_base else None,
         threads=max(1, int(resources["cpu"])),
     )
     return tune.with_resources(fn, resources)
@@ -139,8 +140,12 @@ def launch(
     address: str | None = None,
     num_cpus: int | None = None,
     quiet: bool = False,
+    share_base: bool = True,
 ) -> LaunchOutcome:
-    """Run the sweep described by ``spec``; results go to ``<results_root or spec.results>/<name>``."""
+    """Run the sweep described by ``spec``; results go to ``<results_root or spec.results>/<name>``.
+
+    ``share_base=False`` makes every trial train its own base session (only to measure what sharing saves).
+    """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -159,9 +164,11 @@ def launch(
         progress = ProgressPrinter(spec.metric, spec.mode, quiet=quiet)
         num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress)
         progress.total = searcher.total_trials
-        pretrained = _pretrain_base_sessions(spec, results_dir / "base", progress)
+        pretrain_start = time.perf_counter()
+        pretrained = _pretrain_base_sessions(spec, results_dir / "base", progress) if share_base else 0
+        pretrain_s = time.perf_counter() - pretrain_start
         tuner = tune.Tuner(
-            _trainable(spec, results_dir),
+            _trainable(spec, results_dir, share_base),
             tune_config=tune.TuneConfig(
                 metric=spec.metric,
                 mode=spec.mode,
@@ -187,9 +194,8 @@ def launch(
 
             ray.shutdown()
     base_trainings = pretrained + callback.base_trainings
-    return LaunchOutcome(
-        results_dir, summarize(results_dir, spec), base_trainings, time.perf_counter() - start
-    )
+    wall = time.perf_counter() - start
+    return LaunchOutcome(results_dir, summarize(results_dir, spec), base_trainings, wall, pretrain_s)
 
 
 def resume(

@@ -25,11 +25,16 @@ def trial_config_from(config: dict[str, Any], fixed: dict[str, Any]) -> TrialCon
     return TrialConfig.from_dict({**fixed, **sampled, "seed": config["seed"]})
 
 
-def ckpd_trainable(config: dict[str, Any], *, fixed: dict[str, Any], base_dir: str, threads: int) -> None:
-    """Run (or continue) one trial; ``tune.report`` after each session with its 0-based index."""
+def ckpd_trainable(
+    config: dict[str, Any], *, fixed: dict[str, Any], base_dir: str | None, threads: int
+) -> None:
+    """Run (or continue) one trial; ``tune.report`` after each session with its 0-based index.
+
+    ``base_dir`` holds the base sessions shared by the sweep; None trains one inside this trial.
+    """
     torch.set_num_threads(max(1, threads))
     trial_config = trial_config_from(config, fixed)
-    base_path, trained_base = ensure_base_session(trial_config, base_dir)
+    base_path, trained_base = ensure_base_session(trial_config, base_dir) if base_dir else (None, True)
     state_dir = Path(tempfile.mkdtemp(prefix="ckpd-trial-"))
     try:
         checkpoint = tune.get_checkpoint()
