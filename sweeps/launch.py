@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,18 +91,14 @@ def _pretrain_base_sessions(spec: SweepSpec, base_dir: Path, progress: ProgressP
     todo = {k: c for k, c in configs.items() if not (base_dir / f"base-{k}.pt").exists()}
     if not todo:
         return 0
-    total_cpus = int(ray.cluster_resources().get("CPU", 1))
-    cpus = (
-        max(int(spec.resources.get("cpu", 1)), total_cpus // len(todo))
-        if spec.resources.get("gpu", 0) == 0
-        else None
-    )
+    cpu, gpu = spec.resources.get("cpu", 1), spec.resources.get("gpu", 0)
+    if not gpu:  # CPU-only: each base session gets its share of the cluster, within one node
+        largest_node = max(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"])
+        share = int(ray.cluster_resources().get("CPU", 1)) // len(todo)
+        cpu = max(cpu, min(share, largest_node))
     progress.note(f"training {len(todo)} shared base session(s) before the trials start")
-    remote = ray.remote(_train_base).options(
-        num_cpus=cpus or spec.resources.get("cpu", 1), num_gpus=spec.resources.get("gpu", 0)
-    )
-    trained = ray.get([remote.remote(c, str(base_dir), cpus or 1) for c in todo.values()])
-    return sum(trained)
+    remote = ray.remote(_train_base).options(num_cpus=cpu, num_gpus=gpu)
+    return sum(ray.get([remote.remote(c, str(base_dir), max(1, int(cpu))) for c in todo.values()]))
 
 
 def _train_base(config, base_dir: str, threads: int) -> bool:
@@ -158,6 +155,7 @@ def launch(
     start = time.perf_counter()
     _quiet_tune()
     started_ray = _init_ray(address, num_cpus)
+    created = not results_dir.exists()
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
         (results_dir / SPEC_COPY).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
@@ -167,6 +165,15 @@ def launch(
         pretrain_start = time.perf_counter()
         pretrained = _pretrain_base_sessions(spec, results_dir / "base", progress) if share_base else 0
         pretrain_s = time.perf_counter() - pretrain_start
+    except BaseException:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        if created:  # no trial has run: leave no half-made results folder behind
+            shutil.rmtree(results_dir, ignore_errors=True)
+        raise
+    try:
         tuner = tune.Tuner(
             _trainable(spec, results_dir, share_base),
             tune_config=tune.TuneConfig(

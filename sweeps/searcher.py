@@ -13,6 +13,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
@@ -42,8 +43,11 @@ class OptunaSweepSearcher(Searcher):
         if not self._sampler_ready:
             self._sampler_ready = True
             seed = self.spec.seeds[0]
-            sampler = self.spec.build_sampler(seed) if self.spec.search.algorithm == "optuna" else None
-            return self.study_ref.open(sampler or _random_sampler(seed))
+            if self.spec.search.algorithm == "optuna":
+                sampler = self.spec.build_sampler(seed)
+            else:  # grid points are enqueued; random search samples every domain uniformly
+                sampler = optuna.samplers.RandomSampler(seed=seed)
+            return self.study_ref.open(sampler)
         return self.study_ref.study
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -85,9 +89,3 @@ class OptunaSweepSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         self.__dict__.update(pickle.loads(Path(checkpoint_path).read_bytes()))
-
-
-def _random_sampler(seed: int):
-    import optuna
-
-    return optuna.samplers.RandomSampler(seed=seed)

@@ -152,6 +152,16 @@ def test_bad_specs_exit_2_and_write_nothing(tmp_path, icons_cache):
         assert not results.exists()
 
 
+def test_setup_failure_leaves_no_results_folder(ray_cluster, tmp_path, icons_cache):
+    spec = tiny_spec(icons_cache, "setup")
+    spec["trial"]["benchmark_kwargs"] = {**TINY_BENCHMARK, "colour": True}  # only the benchmark rejects it
+    path = tmp_path / "setup.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    done = runner.invoke(app, ["launch", str(path), "--results", str(tmp_path / "results")])
+    assert done.exit_code == 2 and "colour" in done.output
+    assert not (tmp_path / "results" / "setup").exists()
+
+
 def test_launch_refuses_an_existing_results_folder(pruned_sweep, tmp_path, icons_cache):
     spec = tmp_path / "lr.yaml"
     spec.write_text(yaml.safe_dump(tiny_spec(icons_cache, "lr")))
