@@ -9,16 +9,20 @@ Optuna only about trials that finished every session (COMPLETE) or failed (FAIL)
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
 from .spec import SweepSpec
 from .study import OPTUNA_NUMBER, StudyRef
+
+log = logging.getLogger(__name__)
+DUPLICATE_OF = "duplicate_of"
 
 
 class OptunaSweepSearcher(Searcher):
@@ -51,18 +55,28 @@ class OptunaSweepSearcher(Searcher):
         return self.study_ref.study
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self.repeats:
-            fixed, seed = self.repeats.pop(0)
-        elif self.next_config < len(self.plan):
-            fixed, seed = self.plan[self.next_config], self.spec.seeds[0]
-            self.next_config += 1
-        else:
-            return Searcher.FINISHED
         study = self._study()
-        if fixed:
-            study.enqueue_trial(fixed)
-        trial = study.ask()
-        params = {name: domain.to_optuna(trial, name) for name, domain in self.spec.space.items()}
+        while True:
+            if self.repeats:
+                fixed, seed = self.repeats.pop(0)
+            elif self.next_config < len(self.plan):
+                fixed, seed = self.plan[self.next_config], self.spec.seeds[0]
+                self.next_config += 1
+            else:
+                return Searcher.FINISHED
+            if fixed:
+                study.enqueue_trial(fixed)
+            trial = study.ask()
+            params = {name: domain.to_optuna(trial, name) for name, domain in self.spec.space.items()}
+            twin = _completed_twin(study, params, seed)
+            if twin is None:
+                break
+            # Trials are deterministic: a configuration that already completed with this seed would give
+            # the same result, so the sampler gets that result and no compute is spent (seeds included).
+            trial.set_user_attr("seed", seed)
+            trial.set_user_attr(DUPLICATE_OF, twin.number)
+            study.tell(trial, twin.value)
+            log.info("skipped %s seed %d: same as completed trial %d", params, seed, twin.number)
         if seed == self.spec.seeds[0]:
             self.repeats = [(params, other) for other in self.spec.seeds[1:]]
         trial.set_user_attr("seed", seed)
@@ -89,3 +103,12 @@ class OptunaSweepSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         self.__dict__.update(pickle.loads(Path(checkpoint_path).read_bytes()))
+
+
+def _completed_twin(study: optuna.Study, params: dict[str, Any], seed: int) -> FrozenTrial | None:
+    """A trial that ran the same parameters with the same seed to completion, if any."""
+    for earlier in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if earlier.params == params and earlier.user_attrs.get("seed") == seed:
+            if DUPLICATE_OF not in earlier.user_attrs:
+                return earlier
+    return None

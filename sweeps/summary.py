@@ -25,7 +25,7 @@ class SweepSummary:
 
     @property
     def best(self) -> dict | None:
-        return None if self.ranking.empty else self.ranking.iloc[0].to_dict()
+        return None if self.ranking.empty else self.ranking.head(1).to_dict("records")[0]
 
 
 def summarize(results_dir: str | Path, spec: SweepSpec) -> SweepSummary:
