@@ -5,7 +5,7 @@ Pure PyTorch; one trial runs from Python with ``run_trial(TrialConfig(...))``.
 
 from .calibration import collect_statistics, find_linear_layers
 from .config import TrialConfig
-from .data import Benchmark, ImageSet, build_benchmark
+from .data import BaseImageSet, Benchmark, ImageSet, build_benchmark
 from .decomposition import (
     PEFT_MODES,
     DecomposedLinear,
@@ -24,6 +24,7 @@ __all__ = [
     "PEFT_MODES",
     "SESSION_METRICS",
     "TRIAL_METRICS",
+    "BaseImageSet",
     "Benchmark",
     "CKPDError",
     "CalibrationError",

@@ -10,8 +10,12 @@ from typing import Any
 
 from .decomposition import PEFT_MODES
 from .errors import ConfigError
+from .precision import PRECISIONS
 
-NECKS = ("none", "mlp")
+NECKS = ("none", "mlp", "mamba")
+# Sizes of the Mamba neck a user may set through ``neck_kwargs`` (each an integer >= 1).
+MAMBA_NECK_KWARGS = ("mid_channels", "num_layers", "dt_rank")
+MAX_D_STATE = 256  # the largest state mamba-ssm's CUDA kernel supports
 DEVICES = ("cpu", "cuda", "auto")
 DEFAULT_LAYER_PATTERNS = ("blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc2")
 # Bumped whenever base-session training changes, so stale cached checkpoints are not reused.
@@ -22,7 +26,12 @@ BASE_SESSION_FIELDS = (
     "benchmark_kwargs",
     "backbone",
     "backbone_kwargs",
+    "pretrained",
+    "backbone_checkpoint",
+    "precision",
     "neck",
+    "neck_d_state",
+    "neck_kwargs",
     "feature_dim",
     "base_epochs",
     "base_lr",
@@ -30,6 +39,8 @@ BASE_SESSION_FIELDS = (
     "base_weight_decay",
     "seed",
 )
+# Base-session settings that only matter for the Mamba neck (left out of the key for other necks).
+MAMBA_ONLY_FIELDS = ("neck_d_state", "neck_kwargs")
 
 
 @dataclass
@@ -39,6 +50,15 @@ class TrialConfig:
     Layer selection: ``asr_threshold`` adapts layers with ASR <= threshold, ``top_n`` the n lowest;
     set at most one (neither: every candidate layer). ``replay_per_class`` is the number of
     exemplars kept per seen class, used for calibration and replayed during training.
+
+    Weights: ``backbone_checkpoint`` (a local .pth / .safetensors file) when set, else timm's hub
+    when ``pretrained``, else random. ``precision`` (fp32 / bf16 / fp16) autocasts CUDA forward
+    passes; calibration statistics and decompositions stay float64.
+
+    ``neck="mamba"``: the SS2D projector of Mamba-FSCIL with state size ``neck_d_state`` and
+    ``neck_kwargs`` (``mid_channels``, ``num_layers``, ``dt_rank``); its new branch trains at ``lr``,
+    the rest of the neck at ``lr * neck_lr_mult``. ``neck_supp_weight`` / ``neck_sep_weight`` weigh
+    its class-sensitive losses in incremental sessions (0 = off, as in CKPD).
     """
 
     benchmark: str = "icons"
@@ -46,7 +66,13 @@ class TrialConfig:
     data_root: str | None = None
     backbone: str = "vit_tiny_convstem"
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+    backbone_checkpoint: str | None = None
     neck: str = "mlp"
+    neck_d_state: int = 16
+    neck_kwargs: dict[str, Any] = field(default_factory=dict)
+    neck_supp_weight: float = 0.0
+    neck_sep_weight: float = 0.0
     feature_dim: int = 128
     layer_patterns: tuple[str, ...] = DEFAULT_LAYER_PATTERNS
     peft_mode: str = "ckpd"
@@ -66,6 +92,7 @@ class TrialConfig:
     batch_size: int = 64
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         self.layer_patterns = tuple(self.layer_patterns)
@@ -76,7 +103,10 @@ class TrialConfig:
         _choice("peft_mode", self.peft_mode, PEFT_MODES)
         _choice("neck", self.neck, NECKS)
         _choice("device", self.device.split(":")[0], DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        self._validate_weights()
         _at_least("rank", self.rank, 1)
+        self._validate_neck()
         _at_least("feature_dim", self.feature_dim, 2)
         _at_least("replay_per_class", self.replay_per_class, 0)
         _at_least("base_epochs", self.base_epochs, 0)
@@ -102,6 +132,36 @@ class TrialConfig:
                 f"replay_per_class=0 leaves peft_mode={self.peft_mode!r} no calibration samples: use >= 1"
             )
 
+    def _validate_weights(self) -> None:
+        if not isinstance(self.pretrained, bool):
+            raise ConfigError(f"pretrained={self.pretrained!r} must be true or false")
+        checkpoint = self.backbone_checkpoint
+        if checkpoint is not None and not (isinstance(checkpoint, str) and checkpoint):
+            raise ConfigError(f"backbone_checkpoint={checkpoint!r} must be a file path or null")
+        reserved = sorted({"pretrained", "checkpoint", "pretrained_cfg_overlay"} & set(self.backbone_kwargs))
+        if reserved:
+            raise ConfigError(
+                f"backbone_kwargs.{reserved[0]}: choose weights with the pretrained / backbone_checkpoint "
+                "settings"
+            )
+
+    def _validate_neck(self) -> None:
+        _at_least("neck_d_state", self.neck_d_state, 1)
+        if self.neck_d_state > MAX_D_STATE:
+            raise ConfigError(
+                f"neck_d_state={self.neck_d_state} exceeds {MAX_D_STATE}, the most mamba-ssm's kernel allows"
+            )
+        if not isinstance(self.neck_kwargs, dict):
+            raise ConfigError(f"neck_kwargs={self.neck_kwargs!r} must be a mapping of Mamba neck sizes")
+        for name, value in self.neck_kwargs.items():
+            if name not in MAMBA_NECK_KWARGS:
+                raise ConfigError(f"neck_kwargs.{name} is unknown; known: {', '.join(MAMBA_NECK_KWARGS)}")
+            _at_least(f"neck_kwargs.{name}", value, 1)
+        for name in ("neck_supp_weight", "neck_sep_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"{name}={value!r} must be a number >= 0")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
         """Build from plain values (YAML, a sweep sample), rejecting unknown names."""
@@ -123,7 +183,11 @@ class TrialConfig:
 
     def base_session_key(self) -> str:
         """Hash of exactly the settings the base session depends on (not the incremental knobs)."""
-        relevant = {name: getattr(self, name) for name in BASE_SESSION_FIELDS}
+        relevant = {
+            name: getattr(self, name)
+            for name in BASE_SESSION_FIELDS
+            if self.neck == "mamba" or name not in MAMBA_ONLY_FIELDS
+        }
         relevant["format"] = BASE_SESSION_FORMAT
         blob = json.dumps(relevant, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

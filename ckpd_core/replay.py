@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from .data.benchmark import ImageSet
+from .data.benchmark import BaseImageSet, ImageSet
 
 
 class ReplayMemory:
     """Up to ``per_class`` training images of every class seen so far, chosen at random with a seed.
 
     Novel classes keep exemplars from their own K shots only, so replay never uses extra labelled data.
+    Exemplars are held decoded in memory, so file-backed datasets are not read again for them.
     """
 
     def __init__(self, per_class: int, seed: int = 0) -> None:
@@ -18,7 +19,7 @@ class ReplayMemory:
         self.generator = torch.Generator().manual_seed(seed)
         self.parts: list[ImageSet] = []  # one subset per add(), in order
 
-    def add(self, images: ImageSet) -> None:
+    def add(self, images: BaseImageSet) -> None:
         """Keep ``per_class`` random images of each class present in ``images``."""
         if self.per_class == 0 or len(images) == 0:
             return
@@ -27,7 +28,7 @@ class ReplayMemory:
             rows = (images.labels == label).nonzero().flatten()
             order = torch.randperm(rows.numel(), generator=self.generator)
             keep.append(rows[order[: self.per_class]].sort().values)
-        self.parts.append(images.subset(torch.cat(keep)))
+        self.parts.append(images.subset(torch.cat(keep)).in_memory())
 
     def __len__(self) -> int:
         return sum(len(part) for part in self.parts)

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .data.benchmark import ImageSet
+from .data.benchmark import BaseImageSet
 from .models.classifier import FSCILClassifier
 from .models.etf_head import dot_regression_loss
+from .precision import autocast, grad_scaler
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 512
@@ -27,7 +28,7 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
 
 def train_base(
     model: FSCILClassifier,
-    data: ImageSet,
+    data: BaseImageSet,
     *,
     epochs: int,
     batch_size: int,
@@ -35,6 +36,7 @@ def train_base(
     weight_decay: float,
     generator: torch.Generator,
     device: torch.device,
+    precision: str = "fp32",
 ) -> float:
     """Train every parameter on the base classes with the dot-regression loss; returns the last epoch loss."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -45,22 +47,25 @@ def train_base(
         optimizer, lambda s: cosine_lr(s, total, min(steps_per_epoch, total // 10 + 1))
     )
     labels = data.labels.to(device)
+    scaler = grad_scaler(device, precision)
     model.train()
     epoch_loss = math.nan
     for epoch in range(epochs):
         order = torch.randperm(len(data), generator=generator)
-        running, seen = 0.0, 0
+        running, seen = torch.zeros((), device=device), 0
         for start in range(0, len(data), batch_size):
             idx = order[start : start + batch_size]
             images = data.load(idx, augment=True, generator=generator, device=device)
-            loss = dot_regression_loss(model.features(images), labels[idx.to(device)], model.head.etf)
+            with autocast(device, precision):
+                loss = dot_regression_loss(model.features(images), labels[idx.to(device)], model.head.etf)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step()
-            running += float(loss.detach()) * idx.numel()
+            running += loss.detach() * idx.numel()
             seen += idx.numel()
-        epoch_loss = running / seen
+        epoch_loss = float(running) / seen  # one device sync per epoch
         log.info("base epoch %d/%d: loss %.4f", epoch + 1, epochs, epoch_loss)
     model.eval()
     return epoch_loss
@@ -69,13 +74,14 @@ def train_base(
 def train_incremental(
     model: FSCILClassifier,
     param_groups: list[dict],
-    new_data: ImageSet,
-    replay: ImageSet | None,
+    new_data: BaseImageSet,
+    replay: BaseImageSet | None,
     *,
     steps: int,
     batch_size: int,
     generator: torch.Generator,
     device: torch.device,
+    precision: str = "fp32",
 ) -> float:
     """``steps`` AdamW steps on batches of half new shots, half replay exemplars; returns the mean loss.
 
@@ -90,34 +96,39 @@ def train_incremental(
     )
     sources = [new_data] if replay is None or len(replay) == 0 else [new_data, replay]
     shares = [batch_size // len(sources) + (i < batch_size % len(sources)) for i in range(len(sources))]
+    source_labels = [source.labels.to(device) for source in sources]  # moved once, indexed on the device
+    scaler = grad_scaler(device, precision)
     model.eval()
-    total = 0.0
+    total = torch.zeros((), device=device)
     for _ in range(steps):
         images, labels = [], []
-        for source, share in zip(sources, shares, strict=False):
+        for source, on_device, share in zip(sources, source_labels, shares, strict=True):
             idx = torch.randint(len(source), (share,), generator=generator)
             images.append(source.load(idx, augment=True, generator=generator, device=device))
-            labels.append(source.labels[idx])
-        loss = dot_regression_loss(
-            model.features(torch.cat(images)), torch.cat(labels).to(device), model.head.etf
-        )
+            labels.append(on_device[idx.to(device, non_blocking=True)])
+        with autocast(device, precision):
+            loss = model.training_loss(torch.cat(images), torch.cat(labels))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         schedule.step()
-        total += float(loss.detach())
-    return total / steps
+        total += loss.detach()
+    return float(total) / steps
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: ImageSet, num_seen: int, device: torch.device) -> torch.Tensor:
-    """Predicted class of every image among the first ``num_seen`` classes."""
+def predict(
+    model: nn.Module, data: BaseImageSet, num_seen: int, device: torch.device, precision: str = "fp32"
+) -> torch.Tensor:
+    """Predicted class of every image among the first ``num_seen`` classes (copied back once)."""
     model.eval()
-    out = [model(images, num_seen).argmax(dim=-1).cpu() for images, _ in data.batches(EVAL_BATCH, device)]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+    with autocast(device, precision):
+        out = [model(images, num_seen).argmax(dim=-1) for images, _ in data.batches(EVAL_BATCH, device)]
+    return torch.cat(out).cpu() if out else torch.empty(0, dtype=torch.long)
 
 
 def calibration_batches(
-    data: ImageSet, device: torch.device, batch_size: int = 256
+    data: BaseImageSet, device: torch.device, batch_size: int = 256
 ) -> Sequence[torch.Tensor]:
     return [images for images, _ in data.batches(batch_size, device)]

@@ -20,7 +20,9 @@ from .data import build_benchmark
 from .decomposition import DecomposedLinear, decompose_linear, select_layers
 from .errors import ConfigError, DataError
 from .metrics import accuracy_breakdown, trial_summary
+from .models.backbone import input_config
 from .models.classifier import FSCILClassifier, build_classifier
+from .models.mamba_neck import MambaNeck
 from .replay import ReplayMemory
 from .training import calibration_batches, predict, train_base, train_incremental
 
@@ -92,12 +94,14 @@ class _Trial:
         torch.manual_seed(config.seed)
         self.model: FSCILClassifier = build_classifier(
             config.backbone,
-            config.backbone_kwargs,
+            dict(config.backbone_kwargs, pretrained=config.pretrained, checkpoint=config.backbone_checkpoint),
             config.neck,
             config.feature_dim,
             self.benchmark.num_classes,
             config.seed,
+            _neck_options(config, len(self.benchmark.base_classes)),
         ).to(self.device)
+        self.benchmark.use_input_config(input_config(self.model.backbone))
         candidates = find_linear_layers(self.model.backbone, config.layer_patterns)
         for name, layer in candidates.items():
             limit = min(layer.in_features, layer.out_features)
@@ -130,6 +134,7 @@ class _Trial:
             weight_decay=cfg.base_weight_decay,
             generator=torch.Generator().manual_seed(cfg.seed),
             device=self.device,
+            precision=cfg.precision,
         )
         if checkpoint is not None:
             save_base_checkpoint(self.model, Path(checkpoint), self.base_key)
@@ -223,6 +228,10 @@ class _Trial:
             ).to(self.device)
             _replace_module(self.model.backbone, name, module)
             self.adapted[name] = module
+        neck = self.model.neck
+        saved_new_branch = any(k.startswith("neck.new.") for k in blob["model"])
+        if isinstance(neck, MambaNeck) and neck.new is None and saved_new_branch:
+            neck.add_new_branch()  # rebuilt before loading, so its saved weights have a place to go
         self.model.load_state_dict(blob["model"])
         template = self.benchmark.train_set(0)
         self.replay.parts = [template.with_tensors(p["images"], p["labels"]) for p in blob["replay"]]
@@ -232,20 +241,26 @@ class _Trial:
     def incremental(self, session: int) -> tuple[float, int, dict[str, float]]:
         cfg = self.config
         torch.manual_seed(cfg.seed * 1000 + session)
+        neck = self.model.neck
+        if isinstance(neck, MambaNeck) and neck.new is None:
+            neck.add_new_branch()  # before the first incremental session; zero output until it trains
         if cfg.peft_mode != "frozen" and (cfg.continuous or not self.adapted):
             self.decompose()
         asr = {name: module.asr for name, module in self.adapted.items()}
         self.model.requires_grad_(False)
         for module in self.adapted.values():
             module.unfreeze_adapter()
-        self.model.neck.requires_grad_(True)
+        neck.requires_grad_(True)
         adapter_params = [p for m in self.adapted.values() for p in m.parameters() if p.requires_grad]
-        neck_params = [p for p in self.model.neck.parameters() if p.requires_grad]
-        trainable = sum(p.numel() for p in adapter_params + neck_params)
+        new_branch = neck.new_branch_parameters() if isinstance(neck, MambaNeck) else []
+        fresh = {id(p) for p in new_branch}
+        neck_params = [p for p in neck.parameters() if p.requires_grad and id(p) not in fresh]
+        trainable = sum(p.numel() for p in adapter_params + new_branch + neck_params)
         loss = train_incremental(
             self.model,
             [
                 {"params": adapter_params, "lr": cfg.lr},
+                {"params": new_branch, "lr": cfg.lr},
                 {"params": neck_params, "lr": cfg.lr * cfg.neck_lr_mult},
             ],
             self.benchmark.train_set(session),
@@ -254,6 +269,7 @@ class _Trial:
             batch_size=cfg.batch_size,
             generator=torch.Generator().manual_seed(cfg.seed * 1000 + session),
             device=self.device,
+            precision=cfg.precision,
         )
         if cfg.continuous:
             self.merge()
@@ -265,7 +281,7 @@ class _Trial:
         metrics: dict[str, float] = {}
         for split, prefix in (("test", ""), ("val", "val_")):
             data = bench.eval_set(session, split)
-            preds = predict(self.model, data, len(seen), self.device)
+            preds = predict(self.model, data, len(seen), self.device, self.config.precision)
             metrics.update(
                 accuracy_breakdown(
                     preds, data.labels, bench.base_classes, bench.session_classes[session], prefix
@@ -303,6 +319,19 @@ class _Trial:
             row["seconds"],
         )
         return row
+
+
+def _neck_options(config: TrialConfig, num_base_classes: int) -> dict[str, Any]:
+    """Keyword arguments of the neck named by ``config`` (only the Mamba neck takes any)."""
+    if config.neck != "mamba":
+        return {}
+    return dict(
+        d_state=config.neck_d_state,
+        **config.neck_kwargs,
+        supp_weight=config.neck_supp_weight,
+        sep_weight=config.neck_sep_weight,
+        num_base_classes=num_base_classes,
+    )
 
 
 def train_base_session(config: TrialConfig, checkpoint: Path) -> Path:

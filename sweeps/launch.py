@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from ckpd_core import build_benchmark
 from ckpd_core.config import BASE_SESSION_FIELDS
+from ckpd_core.data import count_sessions
 
 from .base_cache import ensure_base_session
 from .callback import SweepResultsCallback
@@ -70,7 +70,7 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
 
 def _num_sessions(spec: SweepSpec) -> int:
     config = spec.trial_config({k: d.extremes()[0] for k, d in spec.space.items()}, spec.seeds[0])
-    return build_benchmark(config.benchmark, config.data_root, **config.benchmark_kwargs).num_sessions
+    return count_sessions(config.benchmark, **config.benchmark_kwargs)  # the driver may not hold the data
 
 
 def _pretrain_base_sessions(spec: SweepSpec, base_dir: Path, progress: ProgressPrinter) -> int:

@@ -1,12 +1,23 @@
-"""Benchmarks behind one interface: the embedded ``icons`` benchmark (real datasets plug in the same way)."""
+"""Benchmarks behind one interface: the embedded ``icons`` benchmark and the real FSCIL datasets."""
 
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .benchmark import Benchmark, ImageSet
+from .benchmark import BaseImageSet, Benchmark, ImageSet
+from .cifar100 import cifar100_benchmark
+from .cub200 import cub200_benchmark
+from .fscil import DatasetSettings
 from .icons import IconsSettings, icons_benchmark
+from .mini_imagenet import mini_imagenet_benchmark
+from .splits import SPLIT_DATASETS, num_sessions
+from .stores import StoredImageSet
 
-BENCHMARKS = {"icons": icons_benchmark}
+BENCHMARKS = {
+    "icons": icons_benchmark,
+    "cifar100": cifar100_benchmark,
+    "mini_imagenet": mini_imagenet_benchmark,
+    "cub200": cub200_benchmark,
+}
 
 
 def build_benchmark(name: str, data_root: str | None = None, **kwargs) -> Benchmark:
@@ -16,4 +27,36 @@ def build_benchmark(name: str, data_root: str | None = None, **kwargs) -> Benchm
     return BENCHMARKS[name](data_root, **kwargs)
 
 
-__all__ = ["BENCHMARKS", "Benchmark", "IconsSettings", "ImageSet", "build_benchmark", "icons_benchmark"]
+def count_sessions(name: str, **kwargs) -> int:
+    """How many sessions benchmark ``name`` has with ``kwargs``, without reading any data.
+
+    For sweep drivers, which may run on a node that does not hold the dataset.
+    """
+    if name == "icons":
+        try:
+            icons = IconsSettings(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"benchmark_kwargs for icons: {exc}") from exc
+        icons.validate()
+        return 1 + (icons.num_classes - icons.base_classes) // icons.ways
+    if name not in SPLIT_DATASETS:
+        raise ConfigError(f"benchmark={name!r} is unknown; choose one of {', '.join(BENCHMARKS)}")
+    standard = num_sessions(name)
+    return min(standard, DatasetSettings.parse(name, kwargs).num_sessions or standard)
+
+
+__all__ = [
+    "BENCHMARKS",
+    "BaseImageSet",
+    "Benchmark",
+    "DatasetSettings",
+    "IconsSettings",
+    "ImageSet",
+    "StoredImageSet",
+    "build_benchmark",
+    "cifar100_benchmark",
+    "count_sessions",
+    "cub200_benchmark",
+    "icons_benchmark",
+    "mini_imagenet_benchmark",
+]

@@ -2,49 +2,64 @@
 
 from __future__ import annotations
 
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .transforms import ShiftTransform, Transform
 
 SPLITS = ("val", "test")
 
 
-class ImageSet:
-    """Labelled images held as uint8 ``(N, 3, H, W)``; ``load`` returns normalised float batches."""
+class BaseImageSet(ABC):
+    """Labelled images, stored as uint8 somewhere (memory, files); ``load`` returns model-ready floats.
 
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
-        std: tuple[float, float, float] = (0.5, 0.5, 0.5),
-        max_shift: int = 2,
-    ) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] != labels.shape[0]:
-            raise ValueError("ImageSet needs uint8 images (N, 3, H, W) and one label per image")
-        self.images = images
-        self.labels = labels.long()
-        self.mean = mean
-        self.std = std
-        self.max_shift = max_shift
+    This is all the session loop, the replay memory and trial checkpoints use, so every storage
+    (in-memory tensors, image files, dataset arrays) implements it.
+    """
+
+    labels: torch.Tensor
+    transform: Transform
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
-    def subset(self, indices: torch.Tensor) -> ImageSet:
-        return self.with_tensors(self.images[indices], self.labels[indices])
+    @abstractmethod
+    def subset(self, indices: torch.Tensor) -> BaseImageSet:
+        """The images at ``indices``, same storage and pipeline."""
+
+    @abstractmethod
+    def raw(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoded uint8 ``(N, 3, H, W)`` images at ``indices`` (all when None), on the CPU."""
+
+    @property
+    def images(self) -> torch.Tensor:
+        """Every image as one uint8 tensor (decodes them all: meant for small sets such as replay)."""
+        return self.raw()
 
     def with_tensors(self, images: torch.Tensor, labels: torch.Tensor) -> ImageSet:
-        """Another set of images with this set's normalisation and augmentation."""
-        return ImageSet(images, labels, self.mean, self.std, self.max_shift)
+        """Another set of in-memory images with this set's pipeline."""
+        return ImageSet(images, labels, transform=self.transform)
 
-    def concat(self, others: list[ImageSet]) -> ImageSet:
-        """This set followed by ``others`` (same normalisation)."""
+    def with_transform(self, transform: Transform) -> BaseImageSet:
+        """The same images through another pipeline."""
+        clone = copy.copy(self)
+        clone.transform = transform
+        return clone
+
+    def in_memory(self) -> ImageSet:
+        """These images decoded into memory (no file access afterwards)."""
+        return self.with_tensors(self.raw(), self.labels)
+
+    def concat(self, others: list[BaseImageSet]) -> BaseImageSet:
+        """This set followed by ``others``, with this set's pipeline."""
         sets = [self, *others]
-        return self.with_tensors(torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]))
+        return self.with_tensors(torch.cat([s.raw() for s in sets]), torch.cat([s.labels for s in sets]))
 
     def load(
         self,
@@ -54,33 +69,52 @@ class ImageSet:
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
     ) -> torch.Tensor:
-        """Float images for ``indices`` (all when None), randomly shifted a few pixels when ``augment``."""
-        raw = self.images if indices is None else self.images[indices]
-        x = raw.to(device=device, dtype=torch.float32).div_(255.0)
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        x = (x - mean) / std
-        if augment and self.max_shift > 0:
-            x = random_shift(x, self.max_shift, generator)
-        return x
+        """Float images for ``indices`` (all when None), augmented when ``augment``, on ``device``."""
+        raw = self.raw(indices)
+        device = torch.device(device)
+        if device.type == "cuda":
+            raw = raw.pin_memory().to(device, non_blocking=True)
+        return self.transform(raw, augment=augment, generator=generator)
 
     def batches(self, batch_size: int, device: torch.device | str = "cpu"):
         """Yield ``(images, labels)`` in order, for evaluation and calibration."""
+        labels = self.labels.to(device)
         for start in range(0, len(self), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(self)))
-            yield self.load(idx, device=device), self.labels[idx].to(device)
+            yield self.load(idx, device=device), labels[start : start + batch_size]
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Translate each image by a random whole number of pixels, repeating the border."""
-    n, _, h, w = x.shape
-    shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
-    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
-    rows = (torch.arange(h).view(1, h) + max_shift - shifts[:, :1]).to(x.device)
-    cols = (torch.arange(w).view(1, w) + max_shift - shifts[:, 1:]).to(x.device)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1)
-    out = padded.permute(0, 2, 3, 1)[batch, rows.view(n, h, 1), cols.view(n, 1, w)]
-    return out.permute(0, 3, 1, 2).contiguous()
+class ImageSet(BaseImageSet):
+    """Labelled images held in memory as uint8 ``(N, 3, H, W)``.
+
+    Without a ``transform`` it uses the icons pipeline: normalise with ``mean``/``std`` and shift
+    by up to ``max_shift`` pixels when augmenting.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        std: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        max_shift: int = 2,
+        *,
+        transform: Transform | None = None,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] != labels.shape[0]:
+            raise ValueError("ImageSet needs uint8 images (N, 3, H, W) and one label per image")
+        self._images = images
+        self.labels = labels.long()
+        self.transform = transform if transform is not None else ShiftTransform(mean, std, max_shift)
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        return self.with_tensors(self._images[indices], self.labels[indices])
+
+    def raw(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        return self._images if indices is None else self._images[indices]
+
+    def in_memory(self) -> ImageSet:
+        return self
 
 
 @dataclass
@@ -88,16 +122,28 @@ class Benchmark:
     """A class-incremental benchmark: session 0 holds the base classes, later sessions N-way K-shot.
 
     Labels are numbered in session order (base classes first). ``train_indices[t]`` selects the
-    training images of session t from ``train``; val and test hold every class.
+    training images of session t from ``train``; val and test hold every class. ``input_transform``
+    (None for fixed-size benchmarks such as icons) builds the pipeline from the backbone's timm data
+    config, see ``use_input_config``.
     """
 
     name: str
     class_names: list[str]
     session_classes: list[list[int]]
-    train: ImageSet
-    val: ImageSet
-    test: ImageSet
+    train: BaseImageSet
+    val: BaseImageSet
+    test: BaseImageSet
     train_indices: list[torch.Tensor]
+    input_transform: Callable[[dict[str, Any]], Transform] | None = None
+
+    def use_input_config(self, data_config: dict[str, Any]) -> None:
+        """Feed the backbone its own input size and normalisation (timm's ``resolve_data_config`` dict)."""
+        if self.input_transform is None:
+            return
+        transform = self.input_transform(data_config)
+        self.train, self.val, self.test = (
+            s.with_transform(transform) for s in (self.train, self.val, self.test)
+        )
 
     @property
     def num_sessions(self) -> int:
@@ -115,12 +161,12 @@ class Benchmark:
         self._check_session(session)
         return [c for classes in self.session_classes[: session + 1] for c in classes]
 
-    def train_set(self, session: int) -> ImageSet:
+    def train_set(self, session: int) -> BaseImageSet:
         """Training images of ``session``: every base image for session 0, the K shots afterwards."""
         self._check_session(session)
         return self.train.subset(self.train_indices[session])
 
-    def eval_set(self, session: int, split: str = "test") -> ImageSet:
+    def eval_set(self, session: int, split: str = "test") -> BaseImageSet:
         """Val or test images of every class seen up to and including ``session``."""
         if split not in SPLITS:
             raise ConfigError(f"split={split!r} is unknown; choose val or test")

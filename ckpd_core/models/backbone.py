@@ -1,17 +1,19 @@
-"""timm backbones by name, plus a tiny convolutional-stem ViT that trains on a CPU in minutes."""
+"""timm backbones by name (random, hub or local-file weights), plus a tiny conv-stem ViT for CPUs."""
 
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Any
 
 import timm
+from timm.data import resolve_data_config
 from timm.layers import PatchEmbed
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 
 class ConvStemPatchEmbed(PatchEmbed):
@@ -46,9 +48,15 @@ default_cfgs = generate_default_cfgs(
 
 @register_model
 def vit_tiny_convstem(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """4 blocks, width 128, a 4x4 token grid for 32x32 inputs, average-pooled features."""
-    if pretrained:
-        raise ConfigError("vit_tiny_convstem has no pretrained weights; it is trained in the base session")
+    """4 blocks, width 128, a 4x4 token grid for 32x32 inputs, average-pooled features.
+
+    It has no published weights: ``pretrained`` works only with a local file (``backbone_checkpoint``).
+    """
+    if pretrained and not (kwargs.get("pretrained_cfg_overlay") or {}).get("file"):
+        raise ConfigError(
+            "vit_tiny_convstem has no published weights: set pretrained: false (it is trained in the "
+            "base session) or point backbone_checkpoint at a file of its weights"
+        )
     settings: dict[str, Any] = dict(
         img_size=32,
         patch_size=8,
@@ -61,16 +69,54 @@ def vit_tiny_convstem(pretrained: bool = False, **kwargs: Any) -> VisionTransfor
         embed_layer=ConvStemPatchEmbed,
     )
     settings.update(kwargs)
-    return build_model_with_cfg(VisionTransformer, "vit_tiny_convstem", pretrained=False, **settings)
+    return build_model_with_cfg(VisionTransformer, "vit_tiny_convstem", pretrained=pretrained, **settings)
 
 
-def create_backbone(name: str, **overrides: Any) -> nn.Module:
-    """A timm model without classifier (``num_classes=0``), so it returns pooled features."""
+def create_backbone(
+    name: str, *, pretrained: bool = False, checkpoint: str | None = None, **overrides: Any
+) -> nn.Module:
+    """A timm model without classifier (``num_classes=0``), so it returns pooled features.
+
+    Weights: from the local ``checkpoint`` (.pth / .safetensors, timm or original layout, converted
+    by timm's filter for that model) when given, else from timm's hub when ``pretrained``, else random.
+    """
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"backbone={name!r} is not a timm model name.{hint}")
+    weights: dict[str, Any] = dict(pretrained=pretrained)
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise DataError(
+                f"backbone_checkpoint={checkpoint!r} does not exist: give the path of a .pth or "
+                f".safetensors file holding the weights of {name}"
+            )
+        weights = dict(pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     try:
-        return timm.create_model(name, pretrained=False, num_classes=0, **overrides)
+        return timm.create_model(name, num_classes=0, **weights, **overrides)
     except TypeError as exc:
         raise ConfigError(f"backbone_kwargs for {name!r} were not accepted: {exc}") from exc
+    except ConfigError:
+        raise
+    except Exception as exc:
+        if checkpoint is not None:
+            raise DataError(
+                f"backbone_checkpoint {checkpoint} could not be loaded into {name} ({exc}): it must hold "
+                "that model's weights, with the same backbone_kwargs"
+            ) from exc
+        if pretrained:
+            raise DataError(
+                f"pretrained weights of {name} could not be fetched from timm's hub ({exc}): set "
+                "backbone_checkpoint to a local .pth or .safetensors file (or pretrained: false)"
+            ) from exc
+        raise
+
+
+def input_config(backbone: nn.Module) -> dict[str, Any]:
+    """timm's data config of ``backbone`` (mean/std, crop_pct), with the input size it was built for."""
+    config = resolve_data_config(model=backbone)
+    img_size = getattr(getattr(backbone, "patch_embed", None), "img_size", None)
+    if img_size is not None:
+        config["input_size"] = (config["input_size"][0], *img_size)
+    return config

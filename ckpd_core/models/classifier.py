@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .backbone import create_backbone
-from .etf_head import ETFHead
+from .etf_head import ETFHead, dot_regression_loss
+from .mamba_neck import MambaNeck
 from .neck import create_neck
 
 
@@ -19,18 +23,62 @@ class FSCILClassifier(nn.Module):
         self.neck = neck
         self.head = head
 
+    def neck_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's token map for necks that take one, its pooled features otherwise."""
+        if getattr(self.neck, "takes_feature_map", False):
+            return token_map(self.backbone, images)
+        return self.backbone(images)
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.neck(self.backbone(images))
+        return self.neck(self.neck_input(images))
+
+    def training_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Dot-regression loss towards the ETF vectors, plus the Mamba neck's class-sensitive losses."""
+        if isinstance(self.neck, MambaNeck):
+            out = self.neck.forward_with_aux(self.neck_input(images))
+            loss = dot_regression_loss(out.features, labels, self.head.etf)
+            return loss + self.neck.class_sensitive_loss(out, labels)
+        return dot_regression_loss(self.features(images), labels, self.head.etf)
 
     def forward(self, images: torch.Tensor, num_seen: int | None = None) -> torch.Tensor:
         return self.head(self.features(images), num_seen)
 
 
+def token_grid(backbone: nn.Module) -> tuple[int, int]:
+    """(H, W) of a timm ViT's patch-token grid."""
+    grid = getattr(getattr(backbone, "patch_embed", None), "grid_size", None)
+    if grid is None:
+        raise ConfigError(
+            f"neck='mamba' needs a ViT backbone with a patch grid; {type(backbone).__name__} has none"
+        )
+    return int(grid[0]), int(grid[1])
+
+
+def token_map(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) map of the patch tokens of ``forward_features`` (class/register tokens dropped)."""
+    tokens = backbone.forward_features(images)[:, getattr(backbone, "num_prefix_tokens", 0) :]
+    return tokens.transpose(1, 2).unflatten(2, token_grid(backbone))
+
+
 def build_classifier(
-    backbone: str, backbone_kwargs: dict, neck: str, feature_dim: int, num_classes: int, seed: int
+    backbone: str,
+    backbone_kwargs: dict,
+    neck: str,
+    feature_dim: int,
+    num_classes: int,
+    seed: int,
+    neck_options: dict[str, Any] | None = None,
 ) -> FSCILClassifier:
-    """Create the classifier; the ETF vectors depend only on ``seed`` so they are reproducible."""
+    """Create the classifier; the ETF vectors depend only on ``seed`` so they are reproducible.
+
+    ``neck_options`` go to ``create_neck``; the Mamba neck also gets the backbone's token grid.
+    """
     body = create_backbone(backbone, **backbone_kwargs)
+    options = dict(neck_options or {})
+    if neck == "mamba":
+        options["grid_size"] = token_grid(body)
     return FSCILClassifier(
-        body, create_neck(neck, body.num_features, feature_dim), ETFHead(feature_dim, num_classes, seed)
+        body,
+        create_neck(neck, body.num_features, feature_dim, **options),
+        ETFHead(feature_dim, num_classes, seed),
     )

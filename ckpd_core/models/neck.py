@@ -1,11 +1,14 @@
-"""Projection necks between the backbone's pooled features and the ETF head."""
+"""Projection necks between the backbone and the ETF head (pooled features, or the token map for mamba)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .mamba_neck import MambaNeck
 
 
 class MLPNeck(nn.Module):
@@ -23,8 +26,13 @@ class MLPNeck(nn.Module):
         return self.proj(x) + self.mlp(x)
 
 
-def create_neck(name: str, in_dim: int, out_dim: int) -> nn.Module:
-    """``none`` passes features through (they must already have ``out_dim``), ``mlp`` projects them."""
+def create_neck(name: str, in_dim: int, out_dim: int, **options: Any) -> nn.Module:
+    """``none`` passes features through (they must already have ``out_dim``), ``mlp`` projects them.
+
+    ``mamba`` is the SS2D projector on the token map; ``options`` are MambaNeck's (``grid_size`` required).
+    """
+    if name == "mamba":
+        return MambaNeck(in_dim, out_dim, **options)
     if name == "mlp":
         return MLPNeck(in_dim, out_dim)
     if name == "none":
@@ -33,4 +41,4 @@ def create_neck(name: str, in_dim: int, out_dim: int) -> nn.Module:
                 f"neck='none' needs feature_dim equal to the backbone width ({in_dim}), got {out_dim}"
             )
         return nn.Identity()
-    raise ConfigError(f"neck={name!r} is unknown; choose none or mlp")
+    raise ConfigError(f"neck={name!r} is unknown; choose none, mlp or mamba")
