@@ -25,14 +25,33 @@ def ensure_base_session(config: TrialConfig, base_dir: str | Path) -> tuple[Path
     path = base_checkpoint_path(config, base_dir)
     if path.exists():
         return path, False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if path.exists():
-                return path, False
-            log.info("training base session %s", path.name)
-            train_base_session(config, path)
-            return path, True
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with BaseSessionLock(path):
+        return path, train_if_missing(config, path)
+
+
+def train_if_missing(config: TrialConfig, path: Path) -> bool:
+    """Train the base session into ``path`` unless it is there; call it holding the path's lock."""
+    if path.exists():
+        return False
+    log.info("training base session %s", path.name)
+    train_base_session(config, path)
+    return True
+
+
+class BaseSessionLock:
+    """Exclusive lock on one base checkpoint (``<checkpoint>.lock``), held until ``release``."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 - released in release()
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+    def __enter__(self) -> BaseSessionLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

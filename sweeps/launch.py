@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import yaml
 from ckpd_core.config import BASE_SESSION_FIELDS
 from ckpd_core.data import count_sessions
 
-from .base_cache import ensure_base_session
+from .base_cache import BaseSessionLock, base_checkpoint_path, ensure_base_session, train_if_missing
 from .callback import SweepResultsCallback
 from .progress import ProgressPrinter
 from .pruning import OptunaPruningScheduler
@@ -73,32 +75,57 @@ def _num_sessions(spec: SweepSpec) -> int:
     return count_sessions(config.benchmark, **config.benchmark_kwargs)  # the driver may not hold the data
 
 
-def _pretrain_base_sessions(spec: SweepSpec, base_dir: Path, progress: ProgressPrinter) -> int:
-    """Train every base session the sweep will need, once each, before trials start.
+def _start_base_sessions(
+    spec: SweepSpec, base_dir: Path, progress: ProgressPrinter, local: bool
+) -> Callable[[], tuple[int, float]]:
+    """Start training every base session the sweep needs, once each; returns a wait() that gives how
+    many were trained and how long that took.
 
-    Possible when no swept setting changes the base session: then the base keys are one per seed.
-    Otherwise trials train them on demand (still once per key, under a file lock).
+    Possible when no swept setting changes the base session (then the keys are one per seed);
+    otherwise trials train them on demand, still once per key under a file lock. On a local CPU run
+    the driver trains them in a thread, holding their locks from before the first trial starts, so
+    trial workers start up meanwhile and then wait for them; elsewhere they are Ray tasks with the
+    trials' resources (so they land on GPU nodes).
     """
     import ray
 
     if set(spec.space) & set(BASE_SESSION_FIELDS):
-        return 0
+        return lambda: (0, 0.0)
     first = {k: d.extremes()[0] for k, d in spec.space.items()}
     configs = {}
     for seed in spec.seeds:
         config = spec.trial_config(first, seed)
         configs.setdefault(config.base_session_key(), config)
-    todo = {k: c for k, c in configs.items() if not (base_dir / f"base-{k}.pt").exists()}
+    todo = [c for c in configs.values() if not base_checkpoint_path(c, base_dir).exists()]
     if not todo:
-        return 0
-    cpu, gpu = spec.resources.get("cpu", 1), spec.resources.get("gpu", 0)
-    if not gpu:  # CPU-only: each base session gets its share of the cluster, within one node
-        largest_node = max(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"])
-        share = int(ray.cluster_resources().get("CPU", 1)) // len(todo)
-        cpu = max(cpu, min(share, largest_node))
+        return lambda: (0, 0.0)
     progress.note(f"training {len(todo)} shared base session(s) before the trials start")
+    cpu, gpu = spec.resources.get("cpu", 1), spec.resources.get("gpu", 0)
+    if local and not gpu:
+        locks = [BaseSessionLock(base_checkpoint_path(c, base_dir)) for c in todo]
+        threads = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pool = ThreadPoolExecutor(max_workers=1)
+        return pool.submit(_train_holding_locks, todo, locks, base_dir, threads).result
+    largest_node = max(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"])
+    if not gpu:  # each base session gets its share of the cluster, within one node
+        cpu = max(cpu, min(int(ray.cluster_resources().get("CPU", 1)) // len(todo), largest_node))
     remote = ray.remote(_train_base).options(num_cpus=cpu, num_gpus=gpu)
-    return sum(ray.get([remote.remote(c, str(base_dir), max(1, int(cpu))) for c in todo.values()]))
+    start = time.perf_counter()
+    refs = [remote.remote(c, str(base_dir), max(1, int(cpu))) for c in todo]
+    return lambda: (sum(ray.get(refs)), time.perf_counter() - start)
+
+
+def _train_holding_locks(configs: list, locks: list[BaseSessionLock], base_dir: Path, threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    start, trained = time.perf_counter(), 0
+    for config, lock in zip(configs, locks, strict=True):
+        try:
+            trained += train_if_missing(config, base_checkpoint_path(config, base_dir))
+        finally:
+            lock.release()
+    return trained, time.perf_counter() - start
 
 
 def _train_base(config, base_dir: str, threads: int) -> bool:
@@ -162,9 +189,11 @@ def launch(
         progress = ProgressPrinter(spec.metric, spec.mode, quiet=quiet)
         num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress)
         progress.total = searcher.total_trials
-        pretrain_start = time.perf_counter()
-        pretrained = _pretrain_base_sessions(spec, results_dir / "base", progress) if share_base else 0
-        pretrain_s = time.perf_counter() - pretrain_start
+        wait_for_bases = (
+            _start_base_sessions(spec, results_dir / "base", progress, local=address is None)
+            if share_base
+            else lambda: (0, 0.0)
+        )
     except BaseException:
         if started_ray:
             import ray
@@ -195,6 +224,7 @@ def launch(
             ),
         )
         tuner.fit()
+        pretrained, pretrain_s = wait_for_bases()
     finally:
         if started_ray:
             import ray
