@@ -11,6 +11,23 @@ TINY_BENCHMARK = dict(
 )
 
 
+def real_format_config(benchmark: str, data_root: str, feature_dim: int, **benchmark_kwargs) -> TrialConfig:
+    """A 3-session trial with a one-block backbone on a tiny dataset in a real on-disk format."""
+    return TrialConfig(
+        benchmark=benchmark,
+        data_root=data_root,
+        benchmark_kwargs=dict(num_sessions=3, max_per_class=2, **benchmark_kwargs),
+        backbone_kwargs=dict(depth=1, embed_dim=32, num_heads=2),
+        feature_dim=feature_dim,
+        rank=4,
+        top_n=2,
+        base_epochs=1,
+        steps=2,
+        batch_size=16,
+        base_batch_size=64,
+    )
+
+
 @pytest.fixture(scope="session")
 def icons_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("icons-cache"))

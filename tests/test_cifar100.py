@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from ckpd_core import DataError, TrialConfig, build_benchmark, run_trial
+from ckpd_core import DataError, build_benchmark, run_trial
 from ckpd_core.data.fake import write_cifar100
 from ckpd_core.data.splits import session_lists
+
+from .conftest import real_format_config
 
 
 @pytest.fixture(scope="module")
@@ -94,19 +96,7 @@ def test_missing_or_corrupt_pickles_give_a_clear_error(cifar_root, tmp_path):
 
 
 def test_trial_runs_end_to_end(cifar_root):
-    config = TrialConfig(
-        benchmark="cifar100",
-        data_root=str(cifar_root),
-        benchmark_kwargs=dict(num_sessions=3, max_per_class=2),
-        backbone_kwargs=dict(depth=1, embed_dim=32, num_heads=2),
-        feature_dim=80,
-        rank=4,
-        top_n=2,
-        base_epochs=1,
-        steps=2,
-        batch_size=16,
-    )
-    result = run_trial(config)
+    result = run_trial(real_format_config("cifar100", str(cifar_root), feature_dim=80))
     assert [row["n_classes"] for row in result.sessions] == [60, 65, 70]
     assert all(0 <= row["acc_all"] <= 1 and 0 <= row["val_acc_new"] <= 1 for row in result.sessions)
     assert result.sessions[2]["n_adapted"] == 2

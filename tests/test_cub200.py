@@ -10,22 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ckpd_core import ConfigError, DataError, TrialConfig, build_benchmark, run_trial
+from ckpd_core import ConfigError, DataError, build_benchmark, run_trial
 from ckpd_core.data.fake import write_cub200
 from ckpd_core.data.splits import read_split, session_lists
 
-TINY_TRIAL = dict(
-    benchmark="cub200",
-    benchmark_kwargs=dict(num_sessions=3, max_per_class=2, store_size=32),
-    backbone_kwargs=dict(depth=1, embed_dim=32, num_heads=2),
-    feature_dim=128,
-    rank=4,
-    top_n=2,
-    base_epochs=1,
-    steps=2,
-    batch_size=16,
-    base_batch_size=64,
-)
+from .conftest import real_format_config
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +140,7 @@ class Interrupted(Exception):
 
 
 def test_trial_runs_end_to_end_and_resumes_with_file_backed_replay(cub_root, tmp_path):
-    config = TrialConfig(data_root=str(cub_root), **TINY_TRIAL)
+    config = real_format_config("cub200", str(cub_root), feature_dim=128, store_size=32)
     reported = []
 
     def crash_after_session_1(row):

@@ -8,9 +8,11 @@ from collections import Counter
 
 import pytest
 
-from ckpd_core import DataError, TrialConfig, build_benchmark, run_trial
+from ckpd_core import DataError, build_benchmark, run_trial
 from ckpd_core.data.fake import write_mini_imagenet
 from ckpd_core.data.splits import read_split, session_lists
+
+from .conftest import real_format_config
 
 
 @pytest.fixture(scope="module")
@@ -111,18 +113,7 @@ def test_missing_layout_csv_rows_and_images_are_named(flat_copy, tmp_path):
 
 
 def test_trial_runs_end_to_end(roots):
-    config = TrialConfig(
-        benchmark="mini_imagenet",
-        data_root=str(roots["topic"]),
-        benchmark_kwargs=dict(num_sessions=3, max_per_class=2, store_size=32),
-        backbone_kwargs=dict(depth=1, embed_dim=32, num_heads=2),
-        feature_dim=80,
-        rank=4,
-        top_n=2,
-        base_epochs=1,
-        steps=2,
-        batch_size=16,
-    )
+    config = real_format_config("mini_imagenet", str(roots["topic"]), feature_dim=80, store_size=32)
     result = run_trial(config)
     assert [row["n_classes"] for row in result.sessions] == [60, 65, 70]
     assert all(0 <= row["acc_all"] <= 1 and 0 <= row["val_acc_all"] <= 1 for row in result.sessions)
