@@ -40,6 +40,7 @@ class SweepResultsCallback(tune.Callback):
         self.on_event = on_event
         self._store: ResultsStore | None = None
         self._base_key: dict[str, str] = {}
+        self._rows: dict[tuple[str, int], list[dict[str, Any]]] = {}  # session rows of running trials
         self.base_trainings = 0
 
     @property
@@ -50,7 +51,7 @@ class SweepResultsCallback(tune.Callback):
         return self._store
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_store": None, "on_event": None}
+        return {**self.__dict__, "_store": None, "on_event": None, "_rows": {}}
 
     def _ids(self, trial) -> dict[str, Any]:
         params = {k: v for k, v in trial.config.items() if k not in BOOKKEEPING}
@@ -61,6 +62,7 @@ class SweepResultsCallback(tune.Callback):
             return
         row = {**self._ids(trial), **{k: result.get(k) for k in _SESSION_FIELDS}}
         self.store.write_sessions([row])
+        self._rows.setdefault((trial.trial_id, row["seed"]), []).append(row)
         self._base_key[trial.trial_id] = result.get("base_key", "")
         self.base_trainings += int(bool(result.get("base_trained")))
         self._emit("session", {**row, "config": trial.config})
@@ -78,12 +80,10 @@ class SweepResultsCallback(tune.Callback):
 
     def _finish(self, trial, status: str, pruned_at: int | None = None, error: str | None = None) -> None:
         ids = self._ids(trial)
-        sessions = read_sessions(self.results_dir)
-        mine = sessions[(sessions.trial_id == trial.trial_id) & (sessions.seed == ids["seed"])]
-        mine = mine.sort_values("session")
+        mine = self._session_rows(trial.trial_id, ids["seed"])
         if status == "completed" and len(mine) < self.num_sessions:
             status, error = "failed", f"ended after {len(mine)} of {self.num_sessions} sessions"
-        summary = trial_summary(mine.to_dict("records")) if status == "completed" else {}
+        summary = trial_summary(mine) if status == "completed" else {}
         row = {
             **ids,
             "status": status,
@@ -91,14 +91,24 @@ class SweepResultsCallback(tune.Callback):
             "error": error,
             "sessions_done": len(mine),
             **{k: summary.get(k, math.nan) for k in _SUMMARY_KEYS},
-            "compute_s": float(mine.seconds.sum()) if len(mine) else 0.0,
+            "compute_s": float(sum(r["seconds"] for r in mine)),
             "base_key": self._base_key.get(trial.trial_id, ""),
-            "node": str(mine.node.iloc[-1]) if len(mine) else "",
+            "node": str(mine[-1]["node"]) if mine else "",
             "git_commit": git_commit(),
             "version": package_version(),
         }
         self.store.write_trials([row])
         self._emit(status, {**row, "config": trial.config})
+
+    def _session_rows(self, trial_id: str, seed: int) -> list[dict[str, Any]]:
+        """The trial's session rows in order: those this driver received, or, when an earlier driver
+        wrote the first sessions (a resumed sweep), all of them read back from Parquet."""
+        rows = sorted(self._rows.pop((trial_id, seed), []), key=lambda r: r["session"])
+        if [r["session"] for r in rows] == list(range(len(rows))) and rows:
+            return rows
+        sessions = read_sessions(self.results_dir)
+        mine = sessions[(sessions.trial_id == trial_id) & (sessions.seed == seed)]
+        return mine.sort_values("session").to_dict("records")
 
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
         if self.on_event is not None:

@@ -106,11 +106,10 @@ def status(path: DirArg) -> None:
     except CKPDError as exc:
         raise _fail(exc) from None
     summary = summarize(path, spec)
-    sessions, trials = read_sessions(path), read_trials(path)
-    started = sessions.groupby(["trial_id", "seed"]).ngroups if len(sessions) else 0
+    counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
     console.print(
-        f"sweep '{spec.name}': {started} trials started, {len(trials)} finished "
-        f"({', '.join(f'{n} {s}' for s, n in summary.counts.items())}), {len(sessions)} session rows"
+        f"sweep '{spec.name}': {summary.started} trials started, {sum(summary.counts.values())} finished "
+        f"({counts}), {summary.sessions_written} session rows"
     )
     _print_ranking(summary)
 

@@ -21,6 +21,7 @@ class SweepSummary:
     ranking: pd.DataFrame = field(repr=False)
     metric: str = "val_acc_all"
     sessions_written: int = 0
+    started: int = 0  # (trial, seed) pairs with at least one session row
     params: list[str] = field(default_factory=list)
 
     @property
@@ -31,10 +32,11 @@ class SweepSummary:
 def summarize(results_dir: str | Path, spec: SweepSpec) -> SweepSummary:
     sessions, trials = read_sessions(results_dir), read_trials(results_dir)
     counts = {status: int((trials.status == status).sum()) for status in STATUSES}
+    started = sessions.groupby(["trial_id", "seed"]).ngroups if len(sessions) else 0
     params = [p for p in param_columns(sessions, trials) if p in trials.columns]
     done = trials[trials.status == "completed"][["trial_id", "seed", *params]]
     if done.empty or sessions.empty:
-        return SweepSummary(counts, pd.DataFrame(), spec.metric, len(sessions), params)
+        return SweepSummary(counts, pd.DataFrame(), spec.metric, len(sessions), started, params)
     last = sessions.sort_values("session").groupby(["trial_id", "seed"]).tail(1)
     final = done.merge(last[["trial_id", "seed", spec.metric]], on=["trial_id", "seed"])
     keys = [p for p in params if final[p].notna().any()]
@@ -47,4 +49,4 @@ def summarize(results_dir: str | Path, spec: SweepSpec) -> SweepSummary:
     ranking = ranking.rename(columns={"mean": spec.metric, "std": f"{spec.metric}_std", "count": "runs"})
     ranking = ranking.sort_values(spec.metric, ascending=spec.mode == "min").reset_index(drop=True)
     ranking = ranking.drop(columns=["_all"], errors="ignore")
-    return SweepSummary(counts, ranking, spec.metric, len(sessions), keys)
+    return SweepSummary(counts, ranking, spec.metric, len(sessions), started, keys)
