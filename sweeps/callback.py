@@ -15,6 +15,7 @@ from ckpd_core import trial_summary
 
 from .pruning import PRUNED_AT
 from .results import SESSION_COLUMNS, ResultsStore, git_commit, package_version, read_sessions
+from .storage import Location
 from .study import OPTUNA_NUMBER, StudyRef
 from .trainable import BOOKKEEPING
 
@@ -27,20 +28,20 @@ class SweepResultsCallback(tune.Callback):
 
     def __init__(
         self,
-        results_dir: Path,
+        results_dir: str | Path | Location,
         sweep: str,
         study: StudyRef,
         num_sessions: int,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
-        self.results_dir = Path(results_dir)
+        self.results_dir = Location.of(results_dir)
         self.sweep = sweep
         self.study_ref = study
         self.num_sessions = num_sessions
         self.on_event = on_event
         self._store: ResultsStore | None = None
         self._base_key: dict[str, str] = {}
-        self._rows: dict[tuple[str, int], list[dict[str, Any]]] = {}  # session rows of running trials
+        self._rows: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}  # running trials' rows by session
         self.base_trainings = 0
 
     @property
@@ -62,7 +63,7 @@ class SweepResultsCallback(tune.Callback):
             return
         row = {**self._ids(trial), **{k: result.get(k) for k in _SESSION_FIELDS}}
         self.store.write_sessions([row])
-        self._rows.setdefault((trial.trial_id, row["seed"]), []).append(row)
+        self._rows.setdefault((trial.trial_id, row["seed"]), {}).setdefault(row["session"], row)
         self._base_key[trial.trial_id] = result.get("base_key", "")
         self.base_trainings += int(bool(result.get("base_trained")))
         self._emit("session", {**row, "config": trial.config})
@@ -94,6 +95,7 @@ class SweepResultsCallback(tune.Callback):
             "compute_s": float(sum(r["seconds"] for r in mine)),
             "base_key": self._base_key.get(trial.trial_id, ""),
             "node": str(mine[-1]["node"]) if mine else "",
+            "node_id": str(mine[-1].get("node_id") or "") if mine else "",
             "git_commit": git_commit(),
             "version": package_version(),
         }
@@ -103,7 +105,7 @@ class SweepResultsCallback(tune.Callback):
     def _session_rows(self, trial_id: str, seed: int) -> list[dict[str, Any]]:
         """The trial's session rows in order: those this driver received, or, when an earlier driver
         wrote the first sessions (a resumed sweep), all of them read back from Parquet."""
-        rows = sorted(self._rows.pop((trial_id, seed), []), key=lambda r: r["session"])
+        rows = [row for _, row in sorted(self._rows.pop((trial_id, seed), {}).items())]
         if [r["session"] for r in rows] == list(range(len(rows))) and rows:
             return rows
         sessions = read_sessions(self.results_dir)

@@ -4,37 +4,48 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ckpd_core.config import BASE_SESSION_FIELDS
 from ckpd_core.data import count_sessions
 
-from .base_cache import BaseSessionLock, base_checkpoint_path, ensure_base_session, train_if_missing
+from .base_cache import (
+    BaseSessionLock,
+    base_checkpoint,
+    base_checkpoint_path,
+    ensure_base_session,
+    train_if_missing,
+)
 from .callback import SweepResultsCallback
+from .folder import (
+    BASE_DIR,
+    MARKER,
+    SPEC_COPY,
+    TUNE_DIR,
+    create_sweep_folder,
+    open_sweep_folder,
+    sweep_location,
+)
 from .progress import ProgressPrinter
 from .pruning import OptunaPruningScheduler
 from .searcher import OptunaSweepSearcher
-from .spec import SpecError, SweepSpec, load_spec
+from .spec import SpecError, SweepSpec
+from .storage import Location
 from .study import STUDY_FILE, StudyRef
 from .summary import SweepSummary, summarize
 from .trainable import ckpd_trainable
 
 log = logging.getLogger(__name__)
-SPEC_COPY = "spec.yaml"
-TUNE_DIR = "tune"
 
 
 @dataclass
 class LaunchOutcome:
-    results_dir: Path
+    results_dir: Location
     summary: SweepSummary
     base_trainings: int
     wall_s: float
@@ -63,11 +74,36 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
         "log_to_driver": False,
     }
     if address:
+        _check_reachable(address)
         kwargs["address"] = address
     else:
         kwargs["num_cpus"] = num_cpus or os.cpu_count()
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        if not address:
+            raise
+        raise _unreachable(address, exc) from None
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (Ray itself retries for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise _unreachable(address, exc) from None
+
+
+def _unreachable(address: str, exc: Exception) -> SpecError:
+    return SpecError(
+        f"cannot join the Ray cluster at --address {address}: {exc}. Start it first "
+        "(`ray start --head`, or `ray up cluster.yaml` then `ray attach`), or leave out --address "
+        "to run on a local Ray"
+    )
 
 
 def _num_sessions(spec: SweepSpec) -> int:
@@ -76,7 +112,7 @@ def _num_sessions(spec: SweepSpec) -> int:
 
 
 def _start_base_sessions(
-    spec: SweepSpec, base_dir: Path, progress: ProgressPrinter, local: bool
+    spec: SweepSpec, base_dir: Location, progress: ProgressPrinter, local: bool
 ) -> Callable[[], tuple[int, float]]:
     """Start training every base session the sweep needs, once each; returns a wait() that gives how
     many were trained and how long that took.
@@ -85,7 +121,8 @@ def _start_base_sessions(
     otherwise trials train them on demand, still once per key under a file lock. On a local CPU run
     the driver trains them in a thread, holding their locks from before the first trial starts, so
     trial workers start up meanwhile and then wait for them; elsewhere they are Ray tasks with the
-    trials' resources (so they land on GPU nodes).
+    trials' resources (so they land on GPU nodes). With results on a remote URI there is no lock the
+    nodes share, so the caller waits for them before the trials start.
     """
     import ray
 
@@ -96,12 +133,12 @@ def _start_base_sessions(
     for seed in spec.seeds:
         config = spec.trial_config(first, seed)
         configs.setdefault(config.base_session_key(), config)
-    todo = [c for c in configs.values() if not base_checkpoint_path(c, base_dir).exists()]
+    todo = [c for c in configs.values() if not base_checkpoint(c, base_dir).exists()]
     if not todo:
         return lambda: (0, 0.0)
     progress.note(f"training {len(todo)} shared base session(s) before the trials start")
     cpu, gpu = spec.resources.get("cpu", 1), spec.resources.get("gpu", 0)
-    if local and not gpu:
+    if local and not gpu and base_dir.is_local:
         locks = [BaseSessionLock(base_checkpoint_path(c, base_dir)) for c in todo]
         threads = max(1, int(ray.cluster_resources().get("CPU", 1)))
         pool = ThreadPoolExecutor(max_workers=1)
@@ -111,11 +148,14 @@ def _start_base_sessions(
         cpu = max(cpu, min(int(ray.cluster_resources().get("CPU", 1)) // len(todo), largest_node))
     remote = ray.remote(_train_base).options(num_cpus=cpu, num_gpus=gpu)
     start = time.perf_counter()
-    refs = [remote.remote(c, str(base_dir), max(1, int(cpu))) for c in todo]
-    return lambda: (sum(ray.get(refs)), time.perf_counter() - start)
+    refs = [remote.remote(c, base_dir, max(1, int(cpu))) for c in todo]
+    if base_dir.is_local:
+        return lambda: (sum(ray.get(refs)), time.perf_counter() - start)
+    trained = sum(ray.get(refs)), time.perf_counter() - start  # no shared lock: done before any trial
+    return lambda: trained
 
 
-def _train_holding_locks(configs: list, locks: list[BaseSessionLock], base_dir: Path, threads: int):
+def _train_holding_locks(configs: list, locks: list[BaseSessionLock], base_dir: Location, threads: int):
     import torch
 
     torch.set_num_threads(threads)
@@ -128,14 +168,14 @@ def _train_holding_locks(configs: list, locks: list[BaseSessionLock], base_dir: 
     return trained, time.perf_counter() - start
 
 
-def _train_base(config, base_dir: str, threads: int) -> bool:
+def _train_base(config, base_dir: Location, threads: int) -> bool:
     import torch
 
     torch.set_num_threads(threads)
     return ensure_base_session(config, base_dir)[1]
 
 
-def _tuner_parts(spec: SweepSpec, results_dir: Path, progress: ProgressPrinter):
+def _tuner_parts(spec: SweepSpec, results_dir: Location, progress: ProgressPrinter):
     num_sessions = _num_sessions(spec)
     study = StudyRef(results_dir / STUDY_FILE, spec.name, spec.mode)
     searcher = OptunaSweepSearcher(spec, study, num_sessions)
@@ -144,22 +184,29 @@ def _tuner_parts(spec: SweepSpec, results_dir: Path, progress: ProgressPrinter):
     return num_sessions, searcher, scheduler, callback
 
 
-def _trainable(spec: SweepSpec, results_dir: Path, share_base: bool = True):
+def _trainable(spec: SweepSpec, results_dir: Location, share_base: bool = True):
     from ray import tune
 
     resources = {"cpu": spec.resources.get("cpu", 1), "gpu": spec.resources.get("gpu", 0)}
     fn = tune.with_parameters(
         ckpd_trainable,
         fixed=spec.trial,
-        base_dir=str(results_dir / "base") if share_base else None,
+        base_dir=(results_dir / BASE_DIR).uri if share_base else None,
         threads=max(1, int(resources["cpu"])),
     )
     return tune.with_resources(fn, resources)
 
 
+def _storage(location: Location) -> dict[str, Any]:
+    """Ray Tune's storage arguments for a sweep folder: a local path, or a path on a remote filesystem."""
+    if location.is_local:
+        return {"storage_path": str(location.local_path)}
+    return {"storage_path": location.path, "storage_filesystem": location.fs}
+
+
 def launch(
     spec: SweepSpec,
-    results_root: str | Path | None = None,
+    results_root: str | os.PathLike | None = None,
     *,
     address: str | None = None,
     num_cpus: int | None = None,
@@ -168,29 +215,25 @@ def launch(
 ) -> LaunchOutcome:
     """Run the sweep described by ``spec``; results go to ``<results_root or spec.results>/<name>``.
 
+    The results root may be a local folder or a URI such as ``s3://bucket/sweeps`` (see ``storage``).
     ``share_base=False`` makes every trial train its own base session (only to measure what sharing saves).
     """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    results_dir = spec.results_dir(results_root).resolve()
-    if (results_dir / TUNE_DIR).exists() or (results_dir / SPEC_COPY).exists():
-        raise SpecError(
-            f"{results_dir} already holds sweep results: continue it with `ckpd-sweep resume {results_dir}` "
-            "or launch into another folder with --results"
-        )
+    results_dir = sweep_location(spec, results_root)
     start = time.perf_counter()
-    _quiet_tune()
-    started_ray = _init_ray(address, num_cpus)
     created = not results_dir.exists()
+    create_sweep_folder(results_dir, spec)
+    _quiet_tune()
+    started_ray = False
     try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        (results_dir / SPEC_COPY).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        started_ray = _init_ray(address, num_cpus)
         progress = ProgressPrinter(spec.metric, spec.mode, quiet=quiet)
         num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress)
         progress.total = searcher.total_trials
         wait_for_bases = (
-            _start_base_sessions(spec, results_dir / "base", progress, local=address is None)
+            _start_base_sessions(spec, results_dir / BASE_DIR, progress, local=address is None)
             if share_base
             else lambda: (0, 0.0)
         )
@@ -199,8 +242,11 @@ def launch(
             import ray
 
             ray.shutdown()
-        if created:  # no trial has run: leave no half-made results folder behind
-            shutil.rmtree(results_dir, ignore_errors=True)
+        # no trial has run: leave no half-made results folder behind
+        for leftover in (
+            [results_dir] if created else [results_dir / n for n in (SPEC_COPY, MARKER, STUDY_FILE)]
+        ):
+            leftover.delete()
         raise
     try:
         tuner = tune.Tuner(
@@ -216,7 +262,7 @@ def launch(
             ),
             run_config=tune.RunConfig(
                 name=TUNE_DIR,
-                storage_path=str(results_dir),
+                **_storage(results_dir),
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
@@ -236,25 +282,27 @@ def launch(
 
 
 def resume(
-    results_dir: str | Path, *, address: str | None = None, num_cpus: int | None = None, quiet: bool = False
+    results_dir: str | os.PathLike | Location,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    quiet: bool = False,
 ) -> LaunchOutcome:
     """Continue a sweep whose driver died: finished sessions are neither rerun nor written twice."""
     from ray import tune
 
-    results_dir = Path(results_dir).resolve()
-    spec_file = results_dir / SPEC_COPY
-    if not spec_file.exists() or not (results_dir / TUNE_DIR).exists():
-        raise SpecError(f"{results_dir} is not a sweep results folder (no {SPEC_COPY} / {TUNE_DIR}/ in it)")
-    spec = load_spec(spec_file)
+    results_dir, spec = open_sweep_folder(results_dir, resume=True)
     start = time.perf_counter()
     _quiet_tune()
     started_ray = _init_ray(address, num_cpus)
     try:
+        storage = _storage(results_dir / TUNE_DIR)
         tuner = tune.Tuner.restore(
-            str(results_dir / TUNE_DIR),
+            storage["storage_path"],
             trainable=_trainable(spec, results_dir),
             resume_unfinished=True,
             resume_errored=True,
+            storage_filesystem=storage.get("storage_filesystem"),
         )
         tuner.fit()
     finally:

@@ -1,9 +1,9 @@
 """Parquet results of one sweep: small atomic part files under ``sessions/`` and ``trials/``.
 
 Every part of a table has the same columns and Arrow types, so pandas and pyarrow read the folder, and
-polars and DuckDB read ``<folder>/*.parquet``, with no project code. A part is written under a hidden
-temporary name and renamed, so readers never see half a file; rows re-reported by a resumed sweep are
-dropped on write and on read.
+polars and DuckDB read ``<folder>/*.parquet``, with no project code. A part is published whole (see
+``storage``), so readers never see half a file; rows re-reported by a resumed sweep are dropped on write
+and on read. The folder may be local or on any pyarrow filesystem URI.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ _SESSIONS = _Layout(
             ("train_loss", _F64),
             ("seconds", _F64),
             ("node", _STR),
+            ("node_id", _STR),
+            ("started_at_session", _I64),
             ("written_at", pa.timestamp("us", tz="UTC")),
         ]
     ),
@@ -79,7 +83,8 @@ _TRIALS = _Layout(
     pa.schema(
         [("status", _STR), ("pruned_at_session", _I64), ("error", _STR), ("sessions_done", _I64)]
         + [(name, _F64) for name in _SUMMARIES + [f"val_{s}" for s in _SUMMARIES]]
-        + [("compute_s", _F64), ("base_key", _STR), ("node", _STR), ("git_commit", _STR), ("version", _STR)]
+        + [("compute_s", _F64), ("base_key", _STR), ("node", _STR), ("node_id", _STR)]
+        + [("git_commit", _STR), ("version", _STR)]
     ),
     TRIAL_KEY,
 )
@@ -112,8 +117,10 @@ class ResultsStore:
     Undeclared ones take the type of their ``TrialConfig`` field, else of their values (int64, float64).
     """
 
-    def __init__(self, path: str | os.PathLike, param_types: Mapping[str, pa.DataType] | None = None) -> None:
-        self.path = Path(path)
+    def __init__(
+        self, path: str | os.PathLike | Location, param_types: Mapping[str, pa.DataType] | None = None
+    ) -> None:
+        self.location = Location.of(path)
         self._types: dict[str, pa.DataType] = dict(param_types or {})
         self._params = {layout.folder: list(self._types) for layout in (_SESSIONS, _TRIALS)}
         self._session_keys: set[tuple] = set()
@@ -127,13 +134,13 @@ class ResultsStore:
         Returns the session keys and the trial status by key; the next part number continues after the last.
         """
         for layout in (_SESSIONS, _TRIALS):
-            for seq, part in _parts(self.path / layout.folder):
+            for seq, part in _parts(self.location / layout.folder):
                 self._seq = max(self._seq, seq)
-                for field in pq.read_schema(part):
+                for field in pq.read_schema(part.path, filesystem=part.fs):
                     if field.name not in layout.fixed:
                         self._adopt(layout.folder, field.name, field.type)
                 columns = list(layout.key) + (["status"] if layout is _TRIALS else [])
-                table = pq.read_table(part, columns=columns)
+                table = pq.read_table(part.path, columns=columns, filesystem=part.fs)
                 rows = zip(*(table.column(c).to_pylist() for c in columns), strict=True)
                 if layout is _SESSIONS:
                     self._session_keys.update(rows)
@@ -196,8 +203,8 @@ class ResultsStore:
     def _write(self, layout: _Layout, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        rows = [{"sweep": self.path.name, **row} for row in rows]
-        folder = self.path / layout.folder
+        rows = [{"sweep": self.location.name, **row} for row in rows]
+        folder = self.location / layout.folder
         params = self._params[layout.folder]
         known = layout.fixed | set(params)
         new = [name for name in dict.fromkeys(n for row in rows for n in row) if name not in known]
@@ -213,7 +220,10 @@ class ResultsStore:
         arrays = [_array(field, [row.get(field.name) for row in rows]) for field in schema]
         table = pa.Table.from_arrays(arrays, schema=schema)
         self._seq += 1
-        _write_part(folder, f"part-{self._seq:08d}-{uuid.uuid4().hex}.parquet", table)
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        part = folder / f"part-{self._seq:08d}-{uuid.uuid4().hex}.parquet"
+        part.write_bytes(buffer.getvalue().to_pybytes())
         self._types = types  # only a written part fixes the type of a new column
         params.extend(new)
 
@@ -264,47 +274,26 @@ def _trial_config_types() -> dict[str, pa.DataType]:
     return types
 
 
-def _write_part(folder: Path, name: str, table: pa.Table) -> None:
-    """Write ``table`` to a hidden temporary file, fsync it, rename it into place, fsync the folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / name)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if os.name == "posix":  # make the rename itself durable
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _parts(folder: Path) -> list[tuple[int, Path]]:
+def _parts(folder: Location) -> list[tuple[int, Location]]:
     """Finished part files of a table folder, in write order; temporary and foreign files are left out."""
-    if not folder.is_dir():
-        return []
-    return sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _PART.fullmatch(p.name)))
+    return sorted((int(m.group(1)), folder / name) for name in folder.files() if (m := _PART.fullmatch(name)))
 
 
-def _read(path: str | os.PathLike, layout: _Layout) -> pd.DataFrame:
-    parts = _parts(Path(path) / layout.folder)
+def _read(path: str | os.PathLike | Location, layout: _Layout) -> pd.DataFrame:
+    parts = _parts(Location.of(path) / layout.folder)
     if not parts:
         return layout.empty().to_pandas()
-    table = pa.concat_tables([pq.read_table(p) for _, p in parts], promote_options="permissive")
+    tables = [pq.read_table(part.path, filesystem=part.fs) for _, part in parts]
+    table = pa.concat_tables(tables, promote_options="permissive")
     return table.to_pandas().drop_duplicates(list(layout.key), keep="last", ignore_index=True)
 
 
-def read_sessions(path: str | os.PathLike) -> pd.DataFrame:
+def read_sessions(path: str | os.PathLike | Location) -> pd.DataFrame:
     """Session rows of the sweep at ``path``, one per (trial_id, seed, session): the last written."""
     return _read(path, _SESSIONS)
 
 
-def read_trials(path: str | os.PathLike) -> pd.DataFrame:
+def read_trials(path: str | os.PathLike | Location) -> pd.DataFrame:
     """Trial rows of the sweep at ``path``, one per (trial_id, seed): the last written."""
     return _read(path, _TRIALS)
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -30,7 +31,9 @@ def ckpd_trainable(
 ) -> None:
     """Run (or continue) one trial; ``tune.report`` after each session with its 0-based index.
 
-    ``base_dir`` holds the base sessions shared by the sweep; None trains one inside this trial.
+    ``base_dir`` (a folder or URI) holds the base sessions shared by the sweep; None trains one inside
+    this trial. Each row names the Ray node that ran the session, and the session this run of the
+    trial started at (above 0 when it continued from a checkpoint after a failure or a lost node).
     """
     torch.set_num_threads(max(1, threads))
     trial_config = trial_config_from(config, fixed)
@@ -40,10 +43,12 @@ def ckpd_trainable(
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             checkpoint.to_directory(str(state_dir))
-        node = socket.gethostname()
+        node = {"node": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
+        started: list[int] = []
 
         def report(row: dict[str, Any]) -> None:
-            extra = {"base_key": trial_config.base_session_key(), "node": node}
+            started[:] = started or [row["session"]]
+            extra = {"base_key": trial_config.base_session_key(), **node, "started_at_session": started[0]}
             extra["base_trained"] = bool(trained_base and row["session"] == 0)
             tune.report({**row, **extra}, checkpoint=tune.Checkpoint.from_directory(str(state_dir)))
 

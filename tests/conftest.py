@@ -1,6 +1,9 @@
-"""Shared fixtures: a tiny icons benchmark rendered into a temporary cache."""
+"""Shared fixtures and helpers: a tiny icons benchmark in a temporary cache, tiny trial and sweep specs."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
@@ -47,4 +50,45 @@ def tiny_config(icons_cache) -> TrialConfig:
         steps=4,
         batch_size=16,
         base_batch_size=16,
+    )
+
+
+def tiny_spec(cache: str, name: str, **changes) -> dict:
+    """A sweep spec over the tiny icons benchmark (3 sessions); ``changes`` replace top-level keys."""
+    spec = {
+        "name": name,
+        "trial": {
+            "benchmark_kwargs": dict(TINY_BENCHMARK),
+            "data_root": cache,
+            "backbone_kwargs": {"depth": 2, "embed_dim": 64, "num_heads": 2},
+            "feature_dim": 32,
+            "rank": 4,
+            "top_n": 2,
+            "base_epochs": 40,
+            "base_batch_size": 16,
+            "steps": 10,
+            "batch_size": 16,
+        },
+        "space": {"lr": {"grid": [0.001, 0.5]}},
+        "search": {"algorithm": "grid"},
+        "pruner": {"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 1}},
+        "seeds": [0, 1],
+        "max_concurrent": 1,
+        "max_failures": 0,
+    }
+    spec.update(changes)
+    for swept in spec["space"]:
+        spec["trial"].pop(swept, None)
+    return spec
+
+
+def cli_process(*args: str, **kwargs) -> subprocess.Popen:
+    """`python -m sweeps ARGS` in its own process group (so a test can kill the driver and its children)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeps", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kwargs,
     )

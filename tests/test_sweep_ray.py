@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import ray
 import yaml
@@ -21,38 +22,10 @@ from sweeps.results import read_sessions, read_trials
 from sweeps.spec import parse_spec
 from sweeps.study import load_study
 
-from .conftest import TINY_BENCHMARK
+from .conftest import TINY_BENCHMARK, cli_process, tiny_spec
 
 NUM_SESSIONS = 3
 runner = CliRunner()
-
-
-def tiny_spec(cache: str, name: str, **changes) -> dict:
-    spec = {
-        "name": name,
-        "trial": {
-            "benchmark_kwargs": dict(TINY_BENCHMARK),
-            "data_root": cache,
-            "backbone_kwargs": {"depth": 2, "embed_dim": 64, "num_heads": 2},
-            "feature_dim": 32,
-            "rank": 4,
-            "top_n": 2,
-            "base_epochs": 40,
-            "base_batch_size": 16,
-            "steps": 10,
-            "batch_size": 16,
-        },
-        "space": {"lr": {"grid": [0.001, 0.5]}},
-        "search": {"algorithm": "grid"},
-        "pruner": {"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 1}},
-        "seeds": [0, 1],
-        "max_concurrent": 1,
-        "max_failures": 0,
-    }
-    spec.update(changes)
-    for swept in spec["space"]:
-        spec["trial"].pop(swept, None)
-    return spec
 
 
 @pytest.fixture(scope="module")
@@ -165,28 +138,18 @@ def test_setup_failure_leaves_no_results_folder(ray_cluster, tmp_path, icons_cac
 def test_launch_refuses_an_existing_results_folder(pruned_sweep, tmp_path, icons_cache):
     spec = tmp_path / "lr.yaml"
     spec.write_text(yaml.safe_dump(tiny_spec(icons_cache, "lr")))
-    done = runner.invoke(app, ["launch", str(spec), "--results", str(pruned_sweep.results_dir.parent)])
+    done = runner.invoke(
+        app, ["launch", str(spec), "--results", str(pruned_sweep.results_dir.local_path.parent)]
+    )
     assert done.exit_code == 2 and "ckpd-sweep resume" in done.output
 
 
-def _cli(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweeps", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        **kwargs,
-    )
-
-
 def test_resume_after_sigkill_of_the_driver(ray_cluster, icons_cache, tmp_path):
-    spec_path = tmp_path / "kill.yaml"
-    spec = tiny_spec(icons_cache, "kill", space={"rank": {"grid": [2, 4, 8]}}, pruner=None, seeds=[0])
-    spec["trial"]["steps"] = 60  # long enough sessions to be killed in the middle of the sweep
-    spec_path.write_text(yaml.safe_dump(spec))
+    spec_path = _kill_spec(icons_cache, tmp_path, "kill")
     results = tmp_path / "results"
-    driver = _cli("launch", str(spec_path), "--results", str(results), "--address", ray_cluster, "--quiet")
+    driver = cli_process(
+        "launch", str(spec_path), "--results", str(results), "--address", ray_cluster, "--quiet"
+    )
     sweep_dir = results / "kill"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -197,7 +160,65 @@ def test_resume_after_sigkill_of_the_driver(ray_cluster, icons_cache, tmp_path):
     driver.wait()
     before = read_sessions(sweep_dir)
     assert 4 <= len(before) < 3 * NUM_SESSIONS, "the driver must die in the middle of the sweep"
-    resumed = _cli("resume", str(sweep_dir), "--address", ray_cluster, "--quiet")
+    _resume_and_check_every_row(sweep_dir, before, ray_cluster)
+
+
+# Run as the sweep's driver: die by SIGKILL on the 4th session part, after writing it, before publishing it.
+_DIE_BEFORE_PUBLISH = """
+import os, signal, sys
+from sweeps import storage
+from sweeps.cli import app
+
+publish, seen = storage._publish, []
+
+def publish_or_die(tmp, final):
+    if final.parent.name == "sessions":
+        seen.append(final)
+        if len(seen) == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+    publish(tmp, final)
+
+storage._publish = publish_or_die
+app(sys.argv[1:])
+"""
+
+
+def test_a_writer_killed_before_publishing_leaves_no_partial_file(ray_cluster, icons_cache, tmp_path):
+    spec_path = _kill_spec(icons_cache, tmp_path, "torn")
+    results, sweep_dir = tmp_path / "results", tmp_path / "results" / "torn"
+    args = ["launch", str(spec_path), "--results", str(results), "--address", ray_cluster, "--quiet"]
+    log = tmp_path / "driver.log"
+    with log.open("w") as out:
+        driver = subprocess.run(
+            [sys.executable, "-c", _DIE_BEFORE_PUBLISH, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=400,
+        )
+    assert driver.returncode == -signal.SIGKILL, log.read_text()
+    unpublished = list((sweep_dir / "sessions").glob(".part-*.tmp"))
+    assert len(unpublished) == 1 and unpublished[0].stat().st_size > 0
+    published = sorted((sweep_dir / "sessions").glob("part-*.parquet"))
+    assert len(published) == 3
+
+    before = pd.read_parquet(sweep_dir / "sessions")  # pandas skips the hidden temporary file
+    assert len(before) == 3 and not before.duplicated(["trial_id", "seed", "session"]).any()
+    table = runner.invoke(app, ["table", str(sweep_dir), "--rows", "rank", "--metric", "acc_all"])
+    assert table.exit_code == 0 and "Traceback" not in table.output, table.output
+    _resume_and_check_every_row(sweep_dir, read_sessions(sweep_dir), ray_cluster)
+
+
+def _kill_spec(icons_cache: str, tmp_path: Path, name: str) -> Path:
+    spec = tiny_spec(icons_cache, name, space={"rank": {"grid": [2, 4, 8]}}, pruner=None, seeds=[0])
+    spec["trial"]["steps"] = 60  # long enough sessions to be killed in the middle of the sweep
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _resume_and_check_every_row(sweep_dir: Path, before: pd.DataFrame, ray_cluster: str) -> None:
+    """`ckpd-sweep resume` completes the sweep: one row per (trial, seed, session), earlier rows unchanged."""
+    resumed = cli_process("resume", str(sweep_dir), "--address", ray_cluster, "--quiet")
     output, _ = resumed.communicate(timeout=400)
     assert resumed.returncode == 0, output
     sessions, trials = read_sessions(sweep_dir), read_trials(sweep_dir)

@@ -1,0 +1,84 @@
+"""A sweep's results folder: what it holds, the format marker, and the checks before reading or resuming it.
+
+``<results>/<sweep>/`` holds ``spec.yaml`` (the spec as run), ``ckpd-sweep.json`` (who wrote the folder,
+in which results format), ``sessions/`` and ``trials/`` (Parquet), ``optuna.journal``, ``base/`` (shared
+base sessions) and ``tune/`` (Ray Tune's experiment and trial checkpoints). It may be a local folder or
+a URI (see ``storage``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import yaml
+
+from .results import git_commit, package_version
+from .spec import SpecError, SweepSpec, parse_spec
+from .storage import Location
+
+SPEC_COPY = "spec.yaml"
+MARKER = "ckpd-sweep.json"
+TUNE_DIR = "tune"
+BASE_DIR = "base"
+# 1: folders written before the marker existed (no node_id, no started_at_session columns).
+# 2: adds the marker, node_id and started_at_session.
+RESULTS_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+
+
+def sweep_location(spec: SweepSpec, results_root: str | os.PathLike | None = None) -> Location:
+    """``<results_root or spec.results>/<spec.name>`` as a local folder or URI."""
+    return Location.of(results_root if results_root is not None else spec.results) / spec.name
+
+
+def create_sweep_folder(location: Location, spec: SweepSpec) -> None:
+    """Start a new sweep's folder, refusing one that already holds a sweep."""
+    if (location / TUNE_DIR).exists() or (location / SPEC_COPY).exists():
+        raise SpecError(
+            f"{location} already holds sweep results: continue it with `ckpd-sweep resume {location}` "
+            "or launch into another folder with --results"
+        )
+    marker = {"format": RESULTS_FORMAT, "version": package_version(), "git_commit": git_commit()}
+    (location / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    (location / SPEC_COPY).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+
+
+def open_sweep_folder(
+    where: str | os.PathLike | Location, *, resume: bool = False
+) -> tuple[Location, SweepSpec]:
+    """The folder and its spec, after checking it is a sweep folder this version can read (or resume)."""
+    location = Location.of(where)
+    spec_file = location / SPEC_COPY
+    if not spec_file.exists():
+        raise SpecError(
+            f"{location} is not a sweep results folder (no {SPEC_COPY}): pass results/<sweep name>"
+        )
+    written = _written_format(location)
+    usable = (RESULTS_FORMAT,) if resume else READABLE_FORMATS
+    if written["format"] not in usable:
+        verb = "resume" if resume else "read"
+        raise SpecError(
+            f"{location} was written by ckpd-sweep {written['version']} "
+            f"(results format {written['format']}); this ckpd-sweep {package_version()} "
+            f"can only {verb} format "
+            f"{' or '.join(map(str, usable))}: use the version that wrote it "
+            f"(pip install 'ckpd-sweep=={written['version']}') or launch the sweep again into a new folder"
+        )
+    if resume and not (location / TUNE_DIR).exists():
+        raise SpecError(f"{location} has no {TUNE_DIR}/ folder: its sweep never started, launch it again")
+    spec = parse_spec(yaml.safe_load(spec_file.read_text()), name_default=location.name)
+    return location, spec
+
+
+def _written_format(location: Location) -> dict:
+    marker = location / MARKER
+    if not marker.exists():
+        return {"format": 1, "version": "0.1.0 or older"}
+    try:
+        data = json.loads(marker.read_text())
+        return {"format": int(data["format"]), "version": str(data.get("version", "unknown"))}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SpecError(
+            f"{marker} is corrupt ({exc}): it should name the results format that wrote the folder"
+        ) from None

@@ -1,0 +1,97 @@
+"""A sweep on a real Ray cluster of three node processes (a head and two workers) that loses a worker.
+
+The head has no CPUs, so every trial runs on a worker node. While trials run, one worker is killed
+(not drained): its trials must continue on the other worker from their last finished session.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+from ray.cluster_utils import Cluster
+
+from sweeps.results import read_sessions, read_trials
+
+from .conftest import cli_process, tiny_spec
+
+NUM_SESSIONS = 3
+RANKS = [2, 4, 8, 16]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    fast_failure_detection = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": fast_failure_detection},
+    )
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    cluster.shutdown()
+
+
+def test_sweep_runs_on_two_nodes_and_survives_losing_one(cluster, icons_cache, tmp_path):
+    ray_cluster, (kept, lost) = cluster
+    spec = tiny_spec(
+        icons_cache, "nodes", space={"rank": {"grid": RANKS}}, pruner=None, seeds=[0], max_concurrent=2
+    )
+    spec.update(max_failures=2, resources={"cpu": 1})
+    spec["trial"]["steps"] = 80  # sessions long enough to lose a node in the middle of a trial
+    spec_path = tmp_path / "nodes.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    results = tmp_path / "results"
+    sweep_dir = results / "nodes"
+    driver = cli_process(
+        "launch", str(spec_path), "--results", str(results), "--address", ray_cluster.address, "--quiet"
+    )
+    try:
+        interrupted = _wait_for_a_trial_running_on(lost.node_id, sweep_dir, deadline=time.time() + 300)
+        before = read_sessions(sweep_dir)
+        ray_cluster.remove_node(lost, allow_graceful=False)
+        output, _ = driver.communicate(timeout=600)
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, output
+
+    sessions, trials = read_sessions(sweep_dir), read_trials(sweep_dir)
+    assert sorted(trials["rank"]) == RANKS
+    assert set(trials.status) <= {"completed", "pruned", "failed"}
+    assert trials[trials.status == "failed"].error.str.len().gt(0).all()
+    assert {kept.node_id, lost.node_id} <= set(sessions.node_id), "trials ran on both worker nodes"
+    assert "base session trained 1 time(s)" in " ".join(output.split()), output
+    assert len(list((sweep_dir / "base").glob("base-*.pt"))) == 1
+
+    assert not sessions.duplicated(["trial_id", "seed", "session"]).any()
+    for trial in trials.itertuples():
+        mine = sessions[sessions.trial_id == trial.trial_id].sort_values("session")
+        expected = NUM_SESSIONS if trial.status == "completed" else trial.sessions_done
+        assert list(mine.session) == list(range(expected))
+
+    # the interrupted trial went on from its last finished session, on the surviving node
+    mine = sessions[sessions.trial_id == interrupted].sort_values("session")
+    done_before = int((before.trial_id == interrupted).sum())
+    assert trials.set_index("trial_id").status[interrupted] == "completed"
+    resumed = mine[mine.node_id != lost.node_id]
+    assert len(resumed) and set(resumed.node_id) == {kept.node_id}
+    restart = int(resumed.started_at_session.iloc[0])
+    assert done_before <= restart == int(resumed.session.iloc[0]), mine[["session", "node_id"]]
+    assert (mine[mine.session < restart].node_id == lost.node_id).all()
+    kept_rows = before.merge(sessions, on=["trial_id", "seed", "session"], suffixes=("", "_after"))
+    assert len(kept_rows) == len(before) and (kept_rows.val_acc_all == kept_rows.val_acc_all_after).all()
+
+
+def _wait_for_a_trial_running_on(node_id: str, sweep_dir, deadline: float) -> str:
+    """The id of a trial that has finished a session on ``node_id`` but not all its sessions."""
+    while time.time() < deadline:
+        if (sweep_dir / "sessions").is_dir():
+            sessions = read_sessions(sweep_dir)
+            counts = sessions.groupby("trial_id").session.count()
+            on_node = sessions[sessions.node_id == node_id].trial_id.unique()
+            running = [t for t in on_node if counts[t] < NUM_SESSIONS - 1]
+            if running:
+                return running[0]
+        time.sleep(0.2)
+    raise AssertionError("no trial ran on the worker node to be removed within the deadline")
