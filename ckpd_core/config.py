@@ -104,6 +104,11 @@ class TrialConfig:
         _choice("neck", self.neck, NECKS)
         _choice("device", self.device.split(":")[0], DEVICES)
         _choice("precision", self.precision, PRECISIONS)
+        for name, example in (("benchmark_kwargs", "{num_sessions: 3}"), ("backbone_kwargs", "{depth: 2}")):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} must be a mapping of settings, e.g. {example}"
+                )
         self._validate_weights()
         _at_least("rank", self.rank, 1)
         self._validate_neck()

@@ -8,35 +8,36 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ckpd_core import CKPDError
 
+from .folder import open_sweep_folder
 from .results import read_sessions, read_trials
-from .spec import SpecError, load_spec
+from .spec import SpecError, check_local_inputs, check_model, load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(highlight=False)
 EXIT_BAD_INPUT = 2
 
 SpecArg = Annotated[Path, typer.Argument(help="sweep spec YAML, e.g. search_spaces/rank.yaml")]
-DirArg = Annotated[Path, typer.Argument(help="a sweep's results folder, e.g. results/rank")]
+DirArg = Annotated[
+    str, typer.Argument(help="a sweep's results folder or URI, e.g. results/rank or s3://bucket/sweeps/rank")
+]
 AddressOpt = Annotated[
     str | None, typer.Option("--address", help="join a running Ray cluster ('auto' on a cluster node)")
 ]
-CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="CPUs of the local Ray (default: all)")]
+CpusOpt = Annotated[
+    int | None, typer.Option("--num-cpus", min=1, help="CPUs of the local Ray (default: all)")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="no per-session progress lines")]
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
+    """Print the error as one line (no wrapping; brackets in it are text, not markup); exit 2."""
+    console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
-
-
-def _sweep_dir(path: Path) -> Path:
-    if not (path / "spec.yaml").exists():
-        raise SpecError(f"{path} is not a sweep results folder (no spec.yaml): pass results/<sweep name>")
-    return path
 
 
 @app.callback()
@@ -51,6 +52,7 @@ def validate(spec: SpecArg) -> None:
     """Check a sweep spec without running anything."""
     try:
         parsed = load_spec(spec)
+        check_model(parsed)
     except CKPDError as exc:
         raise _fail(exc) from None
     per_seed = len(parsed.grid_points()) * parsed.num_samples
@@ -65,7 +67,11 @@ def validate(spec: SpecArg) -> None:
 def launch(
     spec: SpecArg,
     results: Annotated[
-        Path | None, typer.Option("--results", help="results root (default: the spec's)")
+        str | None,
+        typer.Option(
+            "--results",
+            help="results root, a folder or a URI such as s3://bucket/sweeps (default: the spec's)",
+        ),
     ] = None,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
@@ -76,6 +82,9 @@ def launch(
 
     try:
         parsed = load_spec(spec)
+        check_model(parsed)
+        if address is None:  # a local run: the trials read this machine's disk, so check it first
+            check_local_inputs(parsed)
         outcome = run_launch(parsed, results, address=address, num_cpus=num_cpus, quiet=quiet)
     except CKPDError as exc:
         raise _fail(exc) from None
@@ -90,7 +99,7 @@ def resume(
     from .launch import resume as run_resume
 
     try:
-        outcome = run_resume(_sweep_dir(path), address=address, num_cpus=num_cpus, quiet=quiet)
+        outcome = run_resume(path, address=address, num_cpus=num_cpus, quiet=quiet)
     except CKPDError as exc:
         raise _fail(exc) from None
     _print_outcome(outcome)
@@ -102,10 +111,10 @@ def status(path: DirArg) -> None:
     from .summary import summarize
 
     try:
-        spec = load_spec(_sweep_dir(path) / "spec.yaml")
+        location, spec = open_sweep_folder(path)
     except CKPDError as exc:
         raise _fail(exc) from None
-    summary = summarize(path, spec)
+    summary = summarize(location, spec)
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
     console.print(
         f"sweep '{spec.name}': {summary.started} trials started, {sum(summary.counts.values())} finished "
@@ -121,16 +130,22 @@ def table(
     cols: Annotated[str, typer.Option("--cols", help="'session' or another swept parameter")] = "session",
     metric: Annotated[str, typer.Option("--metric", help="e.g. acc_all, val_acc_all, last_acc")] = "acc_all",
     fmt: Annotated[str, typer.Option("--format", help="markdown, latex or csv")] = "markdown",
-    digits: Annotated[int, typer.Option("--digits")] = 1,
+    digits: Annotated[int, typer.Option("--digits", min=0, max=6)] = 1,
 ) -> None:
     """Paper-style ablation table: mean ± std over seeds (completed trials only), runs per cell."""
     from .tables import FORMATS, ablation_table, format_table
 
     try:
-        _sweep_dir(path)
+        location, _ = open_sweep_folder(path)
         if fmt not in FORMATS:
             raise SpecError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
-        frame = ablation_table(read_sessions(path), read_trials(path), rows=rows, cols=cols, metric=metric)
+        sessions, trials = read_sessions(location), read_trials(location)
+        if sessions.empty:
+            raise SpecError(
+                f"{location} has no session rows yet, so there is nothing to tabulate: "
+                f"see `ckpd-sweep status {path}` and try again once trials have reported"
+            )
+        frame = ablation_table(sessions, trials, rows=rows, cols=cols, metric=metric)
     except (CKPDError, ValueError) as exc:
         raise _fail(exc) from None
     print(format_table(frame, fmt, digits=digits))
@@ -148,12 +163,39 @@ def report(
     from .report import plot_report
 
     try:
-        _sweep_dir(path)
-        written = plot_report(read_sessions(path), read_trials(path), out or path / "report", param=param)
+        location, _ = open_sweep_folder(path)
+        if out is None and not location.is_local:
+            raise SpecError(f"{location} is not a local folder: give --out for the PNGs")
+        out_dir = out or location.local_path / "report"
+        sessions, trials = read_sessions(location), read_trials(location)
     except (CKPDError, ValueError) as exc:
         raise _fail(exc) from None
+    try:
+        written = plot_report(sessions, trials, out_dir, param=param)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:  # --out is a file, or a folder this user cannot write
+        problem = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        message = f"--out {out_dir}: cannot write the PNGs there ({problem}); give a folder you can write to"
+        raise _fail(SpecError(message)) from None
     for file in written:
         console.print(f"wrote {file}")
+
+
+@app.command("check-cluster")
+def check_cluster(
+    file: Annotated[Path, typer.Argument(help="Ray cluster launcher YAML")] = Path("cluster.yaml"),
+) -> None:
+    """Check a Ray cluster config offline as `ray up` does, and that every node installs ckpd-sweep."""
+    from .cluster import check_cluster_config
+
+    try:
+        summary, notes = check_cluster_config(file)
+    except CKPDError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]ok[/green] {escape(summary)}", soft_wrap=True)
+    for note in notes:
+        console.print(f"note: {escape(note)}", soft_wrap=True)
 
 
 def _print_ranking(summary) -> None:
@@ -181,6 +223,6 @@ def _print_outcome(outcome) -> None:
         params = ", ".join(f"{k}={v}" for k, v in best.items() if k in outcome.summary.params)
         console.print(f"best configuration: {params}")
     console.print(
-        f"results: {outcome.results_dir}  (pandas.read_parquet('{outcome.results_dir}/sessions'); "
-        f"optuna study: {outcome.results_dir}/optuna.journal)"
+        f"results: {outcome.results_dir}  (pandas.read_parquet('{outcome.results_dir / 'sessions'}'); "
+        f"optuna study: {outcome.results_dir / 'optuna.journal'})"
     )

@@ -14,8 +14,9 @@ import os
 import yaml
 
 from .results import git_commit, package_version
-from .spec import SpecError, SweepSpec, parse_spec
+from .spec import SpecError, SweepSpec, parse_spec, yaml_problem
 from .storage import Location
+from .study import STUDY_FILE
 
 SPEC_COPY = "spec.yaml"
 MARKER = "ckpd-sweep.json"
@@ -32,16 +33,34 @@ def sweep_location(spec: SweepSpec, results_root: str | os.PathLike | None = Non
     return Location.of(results_root if results_root is not None else spec.results) / spec.name
 
 
-def create_sweep_folder(location: Location, spec: SweepSpec) -> None:
-    """Start a new sweep's folder, refusing one that already holds a sweep."""
+def create_sweep_folder(location: Location, spec: SweepSpec) -> list[Location]:
+    """Start a new sweep's folder, refusing one that already holds a sweep.
+
+    Returns what to delete if the launch fails before any trial runs: the outermost folder this
+    created, or the files it wrote into a folder that was there already.
+    """
+    try:
+        return _create(location, spec)
+    except OSError as exc:  # no such bucket, no credentials, no permission, endpoint down
+        raise SpecError(f"cannot write to the results location {location}: {exc}") from None
+
+
+def _create(location: Location, spec: SweepSpec) -> list[Location]:
     if (location / TUNE_DIR).exists() or (location / SPEC_COPY).exists():
         raise SpecError(
             f"{location} already holds sweep results: continue it with `ckpd-sweep resume {location}` "
             "or launch into another folder with --results"
         )
+    created = [location / name for name in (MARKER, SPEC_COPY, STUDY_FILE)]
+    if location.is_local and not location.exists():
+        outermost = location.local_path
+        while not outermost.parent.exists():
+            outermost = outermost.parent
+        created = [Location.of(outermost)]
     marker = {"format": RESULTS_FORMAT, "version": package_version(), "git_commit": git_commit()}
     (location / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     (location / SPEC_COPY).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    return created
 
 
 def open_sweep_folder(
@@ -67,14 +86,18 @@ def open_sweep_folder(
         )
     if resume and not (location / TUNE_DIR).exists():
         raise SpecError(f"{location} has no {TUNE_DIR}/ folder: its sweep never started, launch it again")
-    spec = parse_spec(yaml.safe_load(spec_file.read_text()), name_default=location.name)
-    return location, spec
+    try:
+        data = yaml.safe_load(spec_file.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{spec_file}: not valid YAML{yaml_problem(exc)}") from None
+    path = spec_file.local_path if spec_file.is_local else None
+    return location, parse_spec(data, path=path, name_default=location.name)
 
 
 def _written_format(location: Location) -> dict:
     marker = location / MARKER
     if not marker.exists():
-        return {"format": 1, "version": "0.1.0 or older"}
+        return {"format": 1, "version": "0.1.0"}
     try:
         data = json.loads(marker.read_text())
         return {"format": int(data["format"]), "version": str(data.get("version", "unknown"))}

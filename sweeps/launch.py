@@ -19,13 +19,12 @@ from .base_cache import (
     base_checkpoint,
     base_checkpoint_path,
     ensure_base_session,
+    start_registry,
     train_if_missing,
 )
 from .callback import SweepResultsCallback
 from .folder import (
     BASE_DIR,
-    MARKER,
-    SPEC_COPY,
     TUNE_DIR,
     create_sweep_folder,
     open_sweep_folder,
@@ -121,8 +120,7 @@ def _start_base_sessions(
     otherwise trials train them on demand, still once per key under a file lock. On a local CPU run
     the driver trains them in a thread, holding their locks from before the first trial starts, so
     trial workers start up meanwhile and then wait for them; elsewhere they are Ray tasks with the
-    trials' resources (so they land on GPU nodes). With results on a remote URI there is no lock the
-    nodes share, so the caller waits for them before the trials start.
+    trials' resources (so they land on GPU nodes).
     """
     import ray
 
@@ -149,10 +147,7 @@ def _start_base_sessions(
     remote = ray.remote(_train_base).options(num_cpus=cpu, num_gpus=gpu)
     start = time.perf_counter()
     refs = [remote.remote(c, base_dir, max(1, int(cpu))) for c in todo]
-    if base_dir.is_local:
-        return lambda: (sum(ray.get(refs)), time.perf_counter() - start)
-    trained = sum(ray.get(refs)), time.perf_counter() - start  # no shared lock: done before any trial
-    return lambda: trained
+    return lambda: (sum(ray.get(refs)), time.perf_counter() - start)
 
 
 def _train_holding_locks(configs: list, locks: list[BaseSessionLock], base_dir: Location, threads: int):
@@ -223,12 +218,12 @@ def launch(
 
     results_dir = sweep_location(spec, results_root)
     start = time.perf_counter()
-    created = not results_dir.exists()
-    create_sweep_folder(results_dir, spec)
+    created = create_sweep_folder(results_dir, spec)
     _quiet_tune()
     started_ray = False
     try:
         started_ray = _init_ray(address, num_cpus)
+        start_registry(results_dir / BASE_DIR)
         progress = ProgressPrinter(spec.metric, spec.mode, quiet=quiet)
         num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress)
         progress.total = searcher.total_trials
@@ -242,10 +237,7 @@ def launch(
             import ray
 
             ray.shutdown()
-        # no trial has run: leave no half-made results folder behind
-        for leftover in (
-            [results_dir] if created else [results_dir / n for n in (SPEC_COPY, MARKER, STUDY_FILE)]
-        ):
+        for leftover in created:  # no trial has run: leave nothing half-made behind
             leftover.delete()
         raise
     try:
@@ -296,6 +288,7 @@ def resume(
     _quiet_tune()
     started_ray = _init_ray(address, num_cpus)
     try:
+        start_registry(results_dir / BASE_DIR)
         storage = _storage(results_dir / TUNE_DIR)
         tuner = tune.Tuner.restore(
             storage["storage_path"],

@@ -21,9 +21,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import optuna
+import torch
 import yaml
 
-from ckpd_core import SESSION_METRICS, CKPDError, ConfigError, TrialConfig
+from ckpd_core import (
+    SESSION_METRICS,
+    CKPDError,
+    ConfigError,
+    TrialConfig,
+    build_benchmark,
+    find_linear_layers,
+)
+from ckpd_core.data import check_settings, count_sessions
+from ckpd_core.models.backbone import create_backbone
 
 ALGORITHMS = ("grid", "random", "optuna")
 MODES = ("max", "min")
@@ -292,7 +302,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         with path.open(encoding="utf-8") as stream:
             data = yaml.safe_load(stream)
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+        raise SpecError(f"{path}: not valid YAML{yaml_problem(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read the sweep spec: {exc}") from None
     return parse_spec(data, path=path)
@@ -318,6 +328,7 @@ def parse_spec(data: Any, path: str | Path | None = None, name_default: str | No
 
     trial = check.mapping(data.get("trial", {}), "trial")
     check.setting_names(trial, "trial")
+    _absolute_paths(trial)
     check.fixed_trial(trial)
     space = _parse_space(check.mapping(data.get("space", {}), "space"), trial, check)
 
@@ -347,6 +358,7 @@ def parse_spec(data: Any, path: str | Path | None = None, name_default: str | No
     results = data.get("results", "results")
     if not isinstance(results, str) or not results:
         raise check.fail("results", f"must be a folder path, got {results!r}")
+    _check_benchmark(trial, space, check)
     return SweepSpec(
         name=name,
         path=path,
@@ -595,7 +607,137 @@ def _parse_resources(raw: Any, trial: dict, check: _Checker) -> dict[str, float]
     return resources
 
 
+def _check_benchmark(trial: dict, space: dict[str, Domain], check: _Checker) -> None:
+    """The benchmark name, its benchmark_kwargs and data_root being set, for every value the sweep uses
+    (nothing is read: the driver may not hold the data)."""
+    for values in _variants(trial, space, ("benchmark", "benchmark_kwargs", "data_root")):
+        try:
+            count_sessions(values["benchmark"], **values["benchmark_kwargs"])
+        except ConfigError as exc:
+            key = "benchmark" if str(exc).startswith("benchmark=") else "benchmark_kwargs"
+            raise check.fail(_where(key, space), str(exc)) from None
+        try:
+            check_settings(values["benchmark"], values["data_root"], **values["benchmark_kwargs"])
+        except ConfigError as exc:
+            raise check.fail(_where("data_root", space), str(exc)) from None
+
+
+def check_model(spec: SweepSpec) -> None:
+    """What every trial would otherwise find out after the sweep started: the backbone is a timm model
+    that takes backbone_kwargs, every layer_patterns glob matches a linear layer, and the largest rank
+    fits every candidate layer. Built on the meta device (no weights, no memory, no download, a
+    fraction of a second); ``ckpd-sweep validate`` and ``launch`` run it, ``parse_spec`` does not.
+    Raises SpecError naming the spec file and the key."""
+    _check_backbone(
+        spec.trial, spec.space, _Checker(str(spec.path) if spec.path is not None else "<sweep spec>")
+    )
+
+
+def _check_backbone(trial: dict, space: dict[str, Domain], check: _Checker) -> None:
+    rank_domain = space.get("rank")
+    ranks = [values["rank"] for values in _variants(trial, space, ("rank",))]
+    for values in _variants(trial, space, ("backbone", "backbone_kwargs", "layer_patterns")):
+        try:
+            with torch.device("meta"):
+                backbone = create_backbone(values["backbone"], **values["backbone_kwargs"])
+        except ConfigError as exc:
+            key = "backbone" if str(exc).startswith("backbone=") else "backbone_kwargs"
+            raise check.fail(_where(key, space), str(exc)) from None
+        except Exception:  # a model that cannot be built on the meta device: the trial will tell
+            continue
+        try:
+            candidates = find_linear_layers(backbone, values["layer_patterns"])
+        except ConfigError as exc:
+            raise check.fail(_where("layer_patterns", space), str(exc)) from None
+        rank = max(ranks, default=1)
+        for name, layer in candidates.items():
+            limit = min(layer.in_features, layer.out_features)
+            if rank > limit:
+                swept = " (the largest swept value)" if rank_domain else ""
+                raise check.fail(
+                    _where("rank", space),
+                    f"rank={rank}{swept} is larger than layer {name} ({layer.out_features}x"
+                    f"{layer.in_features}) of {values['backbone']} allows: use rank <= {limit}",
+                )
+
+
+def check_local_inputs(spec: SweepSpec) -> None:
+    """Read, on this machine, the files the trials will read: every real dataset under its data_root
+    (its tables and session lists, and that every listed image file exists) and every
+    backbone_checkpoint (loaded into its backbone). Raises SpecError naming the spec, the key and the
+    file. Meant for local runs, where the trials see this disk; images are not decoded, so a corrupt
+    image file still fails the trial that reads it."""
+    check = _Checker(str(spec.path) if spec.path is not None else "<sweep spec>")
+    for values in _variants(spec.trial, spec.space, ("benchmark", "benchmark_kwargs", "data_root")):
+        if values["benchmark"] == "icons":  # rendered and cached by ckpd_core itself
+            continue
+        try:
+            build_benchmark(values["benchmark"], values["data_root"], **values["benchmark_kwargs"])
+        except CKPDError as exc:
+            raise check.fail(_where("data_root", spec.space), str(exc)) from None
+    for values in _variants(spec.trial, spec.space, ("backbone", "backbone_kwargs", "backbone_checkpoint")):
+        if values["backbone_checkpoint"] is None:
+            continue
+        try:
+            create_backbone(
+                values["backbone"], checkpoint=values["backbone_checkpoint"], **values["backbone_kwargs"]
+            )
+        except CKPDError as exc:
+            raise check.fail(_where("backbone_checkpoint", spec.space), str(exc)) from None
+
+
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def _absolute_paths(trial: dict) -> None:
+    """Relative ``data_root`` / ``backbone_checkpoint`` made absolute from the current folder, as the
+    results folder is: Ray runs each trial in a working folder of its own, where they would point
+    elsewhere (``~`` is left for each node to expand)."""
+    for key in ("data_root", "backbone_checkpoint"):
+        value = trial.get(key)
+        if isinstance(value, str) and value and "://" not in value:
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                trial[key] = str(path.resolve())
+
+
+def _variants(trial: dict, space: dict[str, Domain], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every combination of the values ``keys`` take in the sweep: fixed, the largest of a swept range
+    or every swept value, else the default (each combination validated as a TrialConfig)."""
+    options = []
+    for key in keys:
+        if key in space:
+            values = space[key].extremes()
+            options.append(
+                [max(values)] if isinstance(space[key], (IntRange, Uniform, LogUniform)) else values
+            )
+        else:
+            options.append([trial[key]] if key in trial else [None])
+    combos = []
+    for combo in itertools.product(*options):
+        chosen = {k: v for k, v in zip(keys, combo, strict=True) if k in space or k in trial}
+        try:
+            config = TrialConfig.from_dict(copy.deepcopy({**trial, **chosen}))
+        except (ValueError, TypeError):  # settings that do not go together are refused elsewhere
+            continue
+        combos.append({key: getattr(config, key) for key in keys})
+    return combos
+
+
+def _where(key: str, space: dict[str, Domain]) -> str:
+    return f"space.{key}" if key in space else f"trial.{key}"
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what a YAML syntax error is, on one line: ``at line 3, column 7: <problem> (<context>)``."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return ": " + " ".join(str(exc).split())
+    mark = exc.problem_mark
+    text = f" at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if exc.context:
+        at = exc.context_mark
+        text += f" ({exc.context}" + (f" at line {at.line + 1}, column {at.column + 1})" if at else ")")
+    return text
 
 
 def _config_error(values: dict) -> Exception | None:
@@ -611,7 +753,7 @@ def _config_error(values: dict) -> Exception | None:
 def _explain(error: Exception, key: str, value: Any) -> str:
     if isinstance(error, ConfigError):
         return f"{error}{_yaml_hint(value)}"
-    return f"{key} expects {_SETTING_TYPES[key]}, got {_describe(value)}{_yaml_hint(value)} ({error})"
+    return f"{key} expects {_SETTING_TYPES[key]}, got {_describe(value)}{_yaml_hint(value)}"
 
 
 def _builds(build: Callable[[], Any]) -> bool:

@@ -59,6 +59,11 @@ class Location:
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
+    @property
+    def parent(self) -> Location:
+        base, sep, query = self.uri.partition("?")
+        return Location(base.rstrip("/").rsplit("/", 1)[0] + sep + query)
+
     def __truediv__(self, name: str) -> Location:
         base, sep, query = self.uri.partition("?")
         return Location(f"{base.rstrip('/')}/{name}{sep}{query}")

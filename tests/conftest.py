@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 from ckpd_core import TrialConfig
 
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 TINY_BENCHMARK = dict(
     num_classes=20, base_classes=10, ways=5, shots=5, train_per_class=30, val_per_class=6, test_per_class=6
 )
@@ -51,6 +59,24 @@ def tiny_config(icons_cache) -> TrialConfig:
         batch_size=16,
         base_batch_size=16,
     )
+
+
+@pytest.fixture(scope="session")
+def s3_root():
+    """A bucket URI on a moto S3 server; credentials in the environment, as on a cloud node."""
+    saved = {k: os.environ.get(k) for k in S3_CREDENTIALS}
+    os.environ.update(S3_CREDENTIALS)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per HTTP request otherwise
+    server = ThreadedMotoServer(port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    yield f"s3://sweeps/results?endpoint_override=127.0.0.1:{port}&scheme=http&allow_bucket_creation=true"
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def tiny_spec(cache: str, name: str, **changes) -> dict:

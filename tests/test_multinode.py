@@ -1,7 +1,8 @@
 """A sweep on a real Ray cluster of three node processes (a head and two workers) that loses a worker.
 
 The head has no CPUs, so every trial runs on a worker node. While trials run, one worker is killed
-(not drained): its trials must continue on the other worker from their last finished session.
+(not drained): its trials must continue on the other worker from their last finished session. Run
+with the results on a folder every node sees, and on S3 with no shared folder between the workers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import pytest
 import yaml
 from ray.cluster_utils import Cluster
 
+from sweeps.base_cache import CACHE_ENV
 from sweeps.results import read_sessions, read_trials
+from sweeps.storage import Location
 
 from .conftest import cli_process, tiny_spec
 
@@ -20,21 +23,29 @@ NUM_SESSIONS = 3
 RANKS = [2, 4, 8, 16]
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@pytest.fixture(params=["shared-disk", "s3"])
+def cluster(request, tmp_path):
+    """A head and two workers, and the results root: a folder all three see, or an S3 bucket.
+
+    With S3 each worker gets a cache folder of its own, as machines without a shared disk would.
+    """
+    root = str(tmp_path / "results") if request.param == "shared-disk" else request.getfixturevalue("s3_root")
     fast_failure_detection = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": fast_failure_detection},
     )
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    workers = [
+        cluster.add_node(num_cpus=1, env_vars={CACHE_ENV: str(tmp_path / f"worker-{i}-cache")})
+        for i in range(2)
+    ]
     cluster.wait_for_nodes()
-    yield cluster, workers
+    yield cluster, workers, Location.of(root) / "nodes"
     cluster.shutdown()
 
 
 def test_sweep_runs_on_two_nodes_and_survives_losing_one(cluster, icons_cache, tmp_path):
-    ray_cluster, (kept, lost) = cluster
+    ray_cluster, (kept, lost), sweep_dir = cluster
     spec = tiny_spec(
         icons_cache, "nodes", space={"rank": {"grid": RANKS}}, pruner=None, seeds=[0], max_concurrent=2
     )
@@ -42,10 +53,14 @@ def test_sweep_runs_on_two_nodes_and_survives_losing_one(cluster, icons_cache, t
     spec["trial"]["steps"] = 80  # sessions long enough to lose a node in the middle of a trial
     spec_path = tmp_path / "nodes.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
-    results = tmp_path / "results"
-    sweep_dir = results / "nodes"
     driver = cli_process(
-        "launch", str(spec_path), "--results", str(results), "--address", ray_cluster.address, "--quiet"
+        "launch",
+        str(spec_path),
+        "--results",
+        str(sweep_dir.parent),
+        "--address",
+        ray_cluster.address,
+        "--quiet",
     )
     try:
         interrupted = _wait_for_a_trial_running_on(lost.node_id, sweep_dir, deadline=time.time() + 300)
@@ -62,7 +77,7 @@ def test_sweep_runs_on_two_nodes_and_survives_losing_one(cluster, icons_cache, t
     assert trials[trials.status == "failed"].error.str.len().gt(0).all()
     assert {kept.node_id, lost.node_id} <= set(sessions.node_id), "trials ran on both worker nodes"
     assert "base session trained 1 time(s)" in " ".join(output.split()), output
-    assert len(list((sweep_dir / "base").glob("base-*.pt"))) == 1
+    assert len([n for n in (sweep_dir / "base").files() if n.endswith(".pt")]) == 1
 
     assert not sessions.duplicated(["trial_id", "seed", "session"]).any()
     for trial in trials.itertuples():
@@ -83,10 +98,10 @@ def test_sweep_runs_on_two_nodes_and_survives_losing_one(cluster, icons_cache, t
     assert len(kept_rows) == len(before) and (kept_rows.val_acc_all == kept_rows.val_acc_all_after).all()
 
 
-def _wait_for_a_trial_running_on(node_id: str, sweep_dir, deadline: float) -> str:
+def _wait_for_a_trial_running_on(node_id: str, sweep_dir: Location, deadline: float) -> str:
     """The id of a trial that has finished a session on ``node_id`` but not all its sessions."""
     while time.time() < deadline:
-        if (sweep_dir / "sessions").is_dir():
+        if (sweep_dir / "sessions").files():
             sessions = read_sessions(sweep_dir)
             counts = sessions.groupby("trial_id").session.count()
             on_node = sessions[sessions.node_id == node_id].trial_id.unique()

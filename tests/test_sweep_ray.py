@@ -16,13 +16,21 @@ import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from sweeps.base_cache import (
+    CACHE_ENV,
+    BaseSessionRegistry,
+    base_checkpoint,
+    ensure_base_session,
+    start_registry,
+)
 from sweeps.cli import app
 from sweeps.launch import launch
 from sweeps.results import read_sessions, read_trials
 from sweeps.spec import parse_spec
+from sweeps.storage import Location
 from sweeps.study import load_study
 
-from .conftest import TINY_BENCHMARK, cli_process, tiny_spec
+from .conftest import S3_CREDENTIALS, TINY_BENCHMARK, cli_process, tiny_spec
 
 NUM_SESSIONS = 3
 runner = CliRunner()
@@ -229,3 +237,38 @@ def _resume_and_check_every_row(sweep_dir: Path, before: pd.DataFrame, ray_clust
         assert sorted(mine.session) == list(range(NUM_SESSIONS))
     kept = before.merge(sessions, on=["trial_id", "seed", "session"], suffixes=("", "_after"))
     assert len(kept) == len(before) and (kept.val_acc_all == kept.val_acc_all_after).all()
+
+
+def _ask_for_base(config, base):
+    return ensure_base_session(config, base)
+
+
+def test_nodes_without_a_shared_disk_train_a_base_session_once(ray_cluster, s3_root, tiny_config, tmp_path):
+    """Two workers with separate local disks ask for the same base session on S3 at the same time."""
+    config = tiny_config.replace(base_epochs=3)
+    base = Location.of(s3_root) / "claims" / "base"
+    start_registry(base)
+    ask = ray.remote(_ask_for_base)
+    nodes = [tmp_path / "node-a", tmp_path / "node-b"]
+    refs = [
+        ask.options(runtime_env={"env_vars": {**S3_CREDENTIALS, CACHE_ENV: str(node)}}).remote(config, base)
+        for node in nodes
+    ]
+    answers = ray.get(refs, timeout=300)
+    assert sorted(trained for _, trained in answers) == [False, True]
+    paths = [path for path, _ in answers]
+    assert [p.parent.parent for p in paths] == nodes and paths[0].read_bytes() == paths[1].read_bytes()
+    assert [n for n in (base).files() if n.endswith(".pt")] == [base_checkpoint(config, base).name]
+
+
+def test_a_claim_not_renewed_goes_to_the_next_caller(ray_cluster):
+    registry = BaseSessionRegistry.remote(lease_s=1.0)
+    assert ray.get(registry.claim.remote("base-k.pt", "trial-a"))
+    assert not ray.get(registry.claim.remote("base-k.pt", "trial-b"))
+    assert ray.get(registry.claim.remote("base-k.pt", "trial-a"))  # a renewal
+    time.sleep(1.2)  # trial-a died: no renewal
+    assert ray.get(registry.claim.remote("base-k.pt", "trial-b"))
+    ray.get(registry.release.remote("base-k.pt", "trial-a"))  # not the holder: nothing happens
+    assert not ray.get(registry.claim.remote("base-k.pt", "trial-c"))
+    ray.get(registry.release.remote("base-k.pt", "trial-b"))
+    assert ray.get(registry.claim.remote("base-k.pt", "trial-c"))

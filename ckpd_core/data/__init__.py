@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..errors import ConfigError
+from . import cifar100, cub200, mini_imagenet
 from .benchmark import BaseImageSet, Benchmark, ImageSet
 from .cifar100 import cifar100_benchmark
 from .cub200 import cub200_benchmark
@@ -33,6 +36,13 @@ def count_sessions(name: str, **kwargs) -> int:
     For sweep drivers, which may run on a node that does not hold the dataset.
     """
     if name == "icons":
+        known = [f.name for f in dataclasses.fields(IconsSettings)]
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"benchmark_kwargs for icons: unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(known)}"
+            )
         try:
             icons = IconsSettings(**kwargs)
         except TypeError as exc:
@@ -45,6 +55,15 @@ def count_sessions(name: str, **kwargs) -> int:
     return min(standard, DatasetSettings.parse(name, kwargs).num_sessions or standard)
 
 
+def check_settings(name: str, data_root: str | None = None, **kwargs) -> None:
+    """Refuse, without reading any data, an unknown benchmark, ``kwargs`` it does not take, or a real
+    dataset without ``data_root`` (ConfigError saying what to set)."""
+    count_sessions(name, **kwargs)
+    if name != "icons" and data_root is None:
+        # find_root(None) raises the ConfigError that says which folder data_root must hold
+        {"cifar100": cifar100, "mini_imagenet": mini_imagenet, "cub200": cub200}[name].find_root(None)
+
+
 __all__ = [
     "BENCHMARKS",
     "BaseImageSet",
@@ -54,6 +73,7 @@ __all__ = [
     "ImageSet",
     "StoredImageSet",
     "build_benchmark",
+    "check_settings",
     "cifar100_benchmark",
     "count_sessions",
     "cub200_benchmark",

@@ -42,7 +42,9 @@ def read_table(path: Path) -> dict[int, str]:
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
-        raise DataError(f"CUB-200-2011: cannot read {path} ({exc}); expected {', '.join(TABLES)}") from exc
+        raise DataError(
+            f"CUB-200-2011: cannot read {path} ({exc.strerror or exc}); expected {', '.join(TABLES)}"
+        ) from exc
     table = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():

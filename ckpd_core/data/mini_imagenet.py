@@ -68,7 +68,8 @@ def _flat_files(base: Path, split: str) -> list[tuple[str, str, str]]:
             rows = [(row["label"], row["filename"]) for row in reader]
     except OSError as exc:
         raise DataError(
-            f"miniImageNet: cannot read {path} ({exc}); expected split/train.csv and test.csv"
+            f"miniImageNet: cannot read {path} ({exc.strerror or exc}); expected split/train.csv and "
+            "split/test.csv beside images/"
         ) from exc
     if any(not label or not name for label, name in rows):
         raise DataError(f"{path}: some rows lack a filename or a label")

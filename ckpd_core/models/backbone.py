@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,42 @@ def vit_tiny_convstem(pretrained: bool = False, **kwargs: Any) -> VisionTransfor
     return build_model_with_cfg(VisionTransformer, "vit_tiny_convstem", pretrained=pretrained, **settings)
 
 
+def check_backbone_name(name: str) -> None:
+    """Raise ConfigError, with close matches, unless ``name`` is a timm model (or one registered here)."""
+    if not isinstance(name, str) or not timm.is_model(name):
+        close = difflib.get_close_matches(str(name), timm.list_models(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"backbone={name!r} is not a timm model name.{hint}")
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why a checkpoint did not load, in one line: torch lists every missing, unexpected and mismatched
+    key on lines of their own; keep the counts and a few examples."""
+    text = str(exc)
+    problems = []
+    for label, what in (("Missing key(s)", "missing from the file"), ("Unexpected key(s)", "unexpected")):
+        line = re.search(rf"{re.escape(label)} in state_dict: (.*)", text)
+        if line:
+            keys = re.findall(r'"([^"]+)"', line.group(1))
+            problems.append(f"{len(keys)} key(s) {what}, e.g. {', '.join(keys[:3])}")
+    shapes = re.findall(
+        r"size mismatch for (\S+): copying a param with shape torch.Size\((\[.*?\])\) from checkpoint, "
+        r"the shape in current model is torch.Size\((\[.*?\])\)",
+        text,
+    )
+    if shapes:
+        key, theirs, ours = shapes[0]
+        problems.append(
+            f"{len(shapes)} shape(s) differ, e.g. {key} is {theirs} in the file, {ours} in the model"
+        )
+    if problems:
+        return "; ".join(problems)
+    if "weights_only" in text:  # torch's advice to set weights_only=False is not ours to give
+        return "torch.load(weights_only=True) refused it: not a file of tensors, e.g. a pickled model object"
+    first = " ".join(text.split(". ")[0].split()) or type(exc).__name__
+    return first if len(first) <= 160 else first[:159] + "…"
+
+
 def create_backbone(
     name: str, *, pretrained: bool = False, checkpoint: str | None = None, **overrides: Any
 ) -> nn.Module:
@@ -80,10 +117,7 @@ def create_backbone(
     Weights: from the local ``checkpoint`` (.pth / .safetensors, timm or original layout, converted
     by timm's filter for that model) when given, else from timm's hub when ``pretrained``, else random.
     """
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"backbone={name!r} is not a timm model name.{hint}")
+    check_backbone_name(name)
     weights: dict[str, Any] = dict(pretrained=pretrained)
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
@@ -102,8 +136,8 @@ def create_backbone(
     except Exception as exc:
         if checkpoint is not None:
             raise DataError(
-                f"backbone_checkpoint {checkpoint} could not be loaded into {name} ({exc}): it must hold "
-                "that model's weights, with the same backbone_kwargs"
+                f"backbone_checkpoint {checkpoint} could not be loaded into {name} ({_load_failure(exc)}): "
+                "it must hold that model's weights, with the same backbone_kwargs"
             ) from exc
         if pretrained:
             raise DataError(

@@ -1,0 +1,595 @@
+"""Every row of docs/bad_input.md: the bad input, the one line ckpd-sweep prints, the exit code.
+
+Each case checks the exit code (2: bad input, ours or Typer's usage errors), a key phrase of the
+message, that no traceback is printed, and for ``launch`` that Ray never starts and no results folder
+is left behind. Nothing here runs a trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+import safetensors.torch
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from ckpd_core.data.fake import write_cub200
+from ckpd_core.data.splits import read_split
+from ckpd_core.models.backbone import create_backbone
+from sweeps.cli import app
+from sweeps.folder import create_sweep_folder
+from sweeps.results import ResultsStore
+from sweeps.spec import check_local_inputs, load_spec, parse_spec
+from sweeps.storage import Location
+
+from .conftest import tiny_spec
+from .test_results import session_row, trial_row
+
+REPO = Path(__file__).resolve().parents[1]
+BAD_INPUT = 2
+TINY_BACKBONE = {"depth": 1, "embed_dim": 32, "num_heads": 2}
+runner = CliRunner()
+
+
+def cli(*args: str, code: int = BAD_INPUT, says: str | tuple[str, ...] = ()) -> str:
+    """Run ``ckpd-sweep ARGS`` in-process; check the exit code, the phrases and that nothing raised."""
+    result = runner.invoke(app, [str(a) for a in args])
+    raised = result.exception if not isinstance(result.exception, SystemExit) else None
+    assert raised is None, f"ckpd-sweep {' '.join(map(str, args))} raised {raised!r}"
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    for phrase in (says,) if isinstance(says, str) else says:
+        assert phrase in result.output, result.output
+    if code == BAD_INPUT and result.output.startswith("error:"):
+        assert result.output.count("\n") == 1, "our errors are one line"
+    return result.output
+
+
+def write_spec(folder: Path, data: dict | str, name: str = "spec.yaml") -> Path:
+    path = folder / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail the test if anything starts Ray."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray must not start for bad input")
+
+    monkeypatch.setattr(ray, "init", refuse)
+
+
+def launch_fails(tmp_path: Path, spec: Path, says: str | tuple[str, ...]) -> str:
+    """``launch`` refuses the spec with exit 2, before Ray starts, and leaves no results folder."""
+    results = tmp_path / "results"
+    output = cli("launch", spec, "--results", results, "--num-cpus", "1", says=says)
+    assert not results.exists()
+    assert not ray.is_initialized()
+    return output
+
+
+# ----------------------------------------------------------------------------------------- spec file
+
+BAD_SPECS = [
+    ("not-yaml", "space: {rank: [1, 2\n", "not valid YAML at line 2, column 1"),
+    ("tab-indent", "trial:\n\trank: 4\n", "not valid YAML at line 2, column 1: found character '\\t'"),
+    ("top-level-list", "- rank\n- lr\n", "the top level must be a mapping of sweep settings, got a list"),
+    ("empty-file", "", "the top level must be a mapping of sweep settings, got nothing"),
+    ("unknown-top-level-key", "serach: {algorithm: grid}\n", "serach: unknown key; allowed keys: name,"),
+    ("unknown-trial-setting", "trial: {rnak: 4}\n", "trial.rnak: not a trial setting (did you mean rank?)"),
+    ("seed-under-trial", "trial: {seed: 1}\n", "trial.seed: seeds come from the top-level seeds"),
+    ("fixed-and-swept", "trial: {rank: 4}\nspace: {rank: {choice: [2, 8]}}\n", "space.rank: is both fixed"),
+    ("unknown-domain", "space: {rank: {range: [2, 4]}}\n", "space.rank: must be exactly one of choice, grid"),
+    ("list-not-domain", "space: {rank: [2, 4]}\n", "space.rank: must be exactly one of choice, grid"),
+    (
+        "low-above-high",
+        "space: {lr: {uniform: [0.5, 0.1]}}\n",
+        "space.lr: low (0.5) must be below high (0.1)",
+    ),
+    ("range-not-two-values", "space: {rank: {int: [2]}}\n", "space.rank: int needs [low, high], got a list"),
+    ("empty-grid", "space: {rank: {grid: []}}\n", "space.rank: grid needs a non-empty list of values"),
+    ("repeated-value", "space: {rank: {grid: [4, 4]}}\n", "space.rank: grid lists 4 more than once"),
+    ("loguniform-from-zero", "space: {lr: {loguniform: [0.0, 0.1]}}\n", "space.lr: loguniform needs low > 0"),
+    ("rank-zero", "trial: {rank: 0}\n", "trial.rank: rank=0 must be an integer >= 1"),
+    (
+        "negative-swept-value",
+        "space: {rank: {choice: [-4, 8]}}\n",
+        "space.rank: rank=-4 must be an integer >= 1",
+    ),
+    (
+        "number-read-as-text",
+        "trial: {lr: 1e-3}\n",
+        "trial.lr: lr='1e-3' must be a positive number (YAML read",
+    ),
+    (
+        "wrong-type",
+        "trial: {top_n: null, asr_threshold: high}\n",
+        "trial.asr_threshold: asr_threshold expects float | None, got a str ('high')",
+    ),
+    (
+        "threshold-and-top-n",
+        "space: {asr_threshold: {uniform: [0.1, 0.5]}}\n",
+        "space.asr_threshold: asr_threshold=0.1 and top_n=4 are both set",
+    ),
+    (
+        "unknown-peft-mode",
+        "space: {peft_mode: {grid: [ckpd, dora]}}\n",
+        "peft_mode='dora' is unknown; choose one",
+    ),
+    (
+        "unknown-algorithm",
+        "search: {algorithm: bayes}\n",
+        "search.algorithm: 'bayes' is unknown; choose one of",
+    ),
+    (
+        "unknown-sampler",
+        "search: {sampler: bogus}\n",
+        "search.sampler: 'bogus' is unknown; choose one of tpe",
+    ),
+    (
+        "range-under-grid-search",
+        "search: {algorithm: grid}\nspace: {lr: {uniform: [0.1, 0.5]}}\n",
+        "only enumerates",
+    ),
+    ("unknown-pruner", "pruner: {name: asha}\n", "pruner.name: 'asha' is not a pruner; choose one of median"),
+    (
+        "unknown-pruner-argument",
+        "pruner: {name: median, args: {n_warmup: 1}}\n",
+        "pruner.args.n_warmup: not an",
+    ),
+    (
+        "bad-pruner-argument",
+        "pruner: {name: percentile, args: {percentile: 150}}\n",
+        "pruner.args.percentile",
+    ),
+    (
+        "unknown-metric",
+        "metric: accuracy\n",
+        "metric: 'accuracy' is not a session metric; choose one of acc_all",
+    ),
+    ("unknown-mode", "mode: maximize\n", "mode: 'maximize' is not allowed; choose max or min"),
+    ("no-seeds", "seeds: []\n", "seeds: must be a non-empty list of integers, got a list ([])"),
+    ("repeated-seed", "seeds: [0, 0]\n", "seeds[1]: seed 0 is listed twice"),
+    ("no-samples", "num_samples: 0\n", "num_samples: must be an integer >= 1, got 0"),
+    ("no-cpu", "resources: {cpu: 0}\n", "resources.cpu: must be > 0 (fractions allowed), got 0"),
+    ("cuda-without-gpu", "trial: {device: cuda}\n", "resources.gpu: is 0 but trial.device is cuda"),
+    ("unusable-name", "name: a/b\n", "name: 'a/b' is not a usable sweep name"),
+    (
+        "unknown-benchmark",
+        "trial: {benchmark: cifar10}\n",
+        "trial.benchmark: benchmark='cifar10' is unknown; choose one of icons, cifar100",
+    ),
+    (
+        "unknown-benchmark-setting",
+        "trial: {benchmark_kwargs: {shot: 3}}\n",
+        "trial.benchmark_kwargs: benchmark_kwargs for icons: unknown setting(s) shot; known:",
+    ),
+    (
+        "benchmark-kwargs-not-mapping",
+        "trial: {benchmark_kwargs: 3}\n",
+        "trial.benchmark_kwargs: benchmark_kwargs=3 must be a mapping of settings",
+    ),
+    (
+        "real-benchmark-without-data-root",
+        "trial: {benchmark: cifar100}\n",
+        "trial.data_root: benchmark cifar100 needs data_root: the folder that holds cifar-100-python/",
+    ),
+    (
+        "unknown-backbone",
+        "trial: {backbone: vit_tiny_convstm}\n",
+        "trial.backbone: backbone='vit_tiny_convstm' is not a timm model name. Did you mean vit_tiny_convst",
+    ),
+    (
+        "backbone-kwargs-not-accepted",
+        "trial: {backbone_kwargs: {depht: 2}}\n",
+        "trial.backbone_kwargs: backbone_kwargs for 'vit_tiny_convstem' were not accepted",
+    ),
+    (
+        "layer-pattern-matches-nothing",
+        "trial: {layer_patterns: ['blocks.*.attn.qkvv']}\n",
+        "trial.layer_patterns: layer pattern 'blocks.*.attn.qkvv' matches no linear layer",
+    ),
+    (
+        "rank-above-layer-size",
+        "space: {rank: {choice: [64, 256]}}\n",
+        "space.rank: rank=256 (the largest swept value) is larger than layer blocks.0.attn.qkv (384x128)",
+    ),
+]
+
+
+def test_missing_spec_file(tmp_path):
+    cli("validate", tmp_path / "rnak.yaml", says="rnak.yaml: no such sweep spec file")
+
+
+@pytest.mark.parametrize("text, says", [c[1:] for c in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
+def test_bad_spec(tmp_path, monkeypatch, text, says):
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(tmp_path, text)
+    cli("validate", spec, says=(f"error: {spec}: ", says))
+    assert [p.name for p in tmp_path.iterdir()] == ["spec.yaml"]
+
+
+LAUNCHED = ["not-yaml", "unknown-trial-setting", "low-above-high", "unknown-pruner", "unknown-backbone"]
+
+
+@pytest.mark.parametrize("case", LAUNCHED)
+def test_launch_of_a_bad_spec_starts_nothing(tmp_path, monkeypatch, no_ray, case):
+    monkeypatch.chdir(tmp_path)
+    _, text, says = next(c for c in BAD_SPECS if c[0] == case)
+    launch_fails(tmp_path, write_spec(tmp_path, text), says)
+
+
+# ------------------------------------------------------------------------------------ cluster config
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict:
+    return yaml.safe_load((REPO / "cluster.yaml").read_text())
+
+
+def test_shipped_cluster_config_passes_with_a_note_about_the_placeholder():
+    output = cli("check-cluster", REPO / "cluster.yaml", code=0, says="passes the checks `ray up` runs")
+    assert output.startswith("ok ") and "note: the setup commands install from the placeholder" in output
+
+
+def test_missing_cluster_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli("check-cluster", says="cluster.yaml: no such cluster config file")
+
+
+def _edit(*path, value=None, drop=False):
+    def mutate(config: dict) -> None:
+        *parents, last = path
+        for key in parents:
+            config = config[key]
+        if drop:
+            del config[last]
+        else:
+            config[last] = value
+
+    return mutate
+
+
+WORKER = ("available_node_types", "gpu_worker")
+BAD_CLUSTERS = [
+    ("unknown-key", _edit("max_wrokers", value=4), "max_wrokers: unknown key; allowed keys: auth,"),
+    (
+        "unknown-node-key",
+        _edit(*WORKER, "instance_type", value="g5.2xlarge"),
+        "gpu_worker.instance_type: unknown",
+    ),
+    ("wrong-type", _edit("max_workers", value="4"), "max_workers: '4' is not of type 'integer'"),
+    (
+        "fractional-node-gpu",
+        _edit(*WORKER, "resources", "GPU", value=0.5),
+        "resources.GPU: 0.5 is not of type",
+    ),
+    ("node-config-missing", _edit(*WORKER, "node_config", drop=True), "'node_config' is a required property"),
+    ("no-provider", _edit("provider", drop=True), "provider: missing or without a type; e.g. provider:"),
+    (
+        "unknown-provider",
+        _edit("provider", "type", value="awz"),
+        "provider.type: Unsupported node provider: awz",
+    ),
+    (
+        "min-above-max",
+        _edit(*WORKER, "min_workers", value=5),
+        "max_workers` is smaller than the sum of `min_w",
+    ),
+    ("unknown-head-type", _edit("head_node_type", value="cpu_head"), "`head_node_type` must be one of"),
+    (
+        "commands-not-list",
+        _edit("setup_commands", value="pip install ckpd-sweep"),
+        "setup_commands: 'pip inst",
+    ),
+    (
+        "ckpd-sweep-not-installed",
+        _edit("setup_commands", value=["python3 -m pip install torch"]),
+        "setup_commands or head_setup_commands: no command installs ckpd-sweep on node type 'head'",
+    ),
+]
+
+
+@pytest.mark.parametrize("mutate, says", [c[1:] for c in BAD_CLUSTERS], ids=[c[0] for c in BAD_CLUSTERS])
+def test_bad_cluster_config(tmp_path, cluster, mutate, says):
+    broken = copy.deepcopy(cluster)
+    mutate(broken)
+    path = write_spec(tmp_path, broken, "cluster.yaml")
+    cli("check-cluster", path, says=(f"error: {path}: ", says))
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("provider: {type: aws\n", "not valid YAML at line 2, column 1: expected ',' or '}'"),
+        ("- head\n", "the top level must be a mapping of cluster settings (cluster_name, provider,"),
+    ],
+    ids=["not-yaml", "not-a-mapping"],
+)
+def test_unreadable_cluster_config(tmp_path, text, says):
+    path = write_spec(tmp_path, text, "cluster.yaml")
+    cli("check-cluster", path, says=(f"error: {path}: ", says))
+
+
+# ------------------------------------------------------------------------------------ dataset folder
+
+
+def dataset_spec(tmp_path: Path, dataset: str, data_root: Path) -> Path:
+    trial = {"benchmark": dataset, "data_root": str(data_root), "benchmark_kwargs": {"num_sessions": 2}}
+    return write_spec(tmp_path, {"name": "data", "trial": trial})
+
+
+@pytest.mark.parametrize(
+    "dataset, says",
+    [
+        (
+            "cifar100",
+            "CIFAR-100 not found under {root}: expected {root}/cifar-100-python/{{train,test,meta}}",
+        ),
+        ("mini_imagenet", "miniImageNet not found under {root}: expected either {root}/MINI-ImageNet/"),
+        ("cub200", "CUB-200-2011 not found under {root}: expected {root}/CUB_200_2011/ with images.txt"),
+    ],
+    ids=["cifar100", "mini_imagenet", "cub200"],
+)
+def test_data_root_without_the_dataset(tmp_path, no_ray, dataset, says):
+    root = tmp_path / "downloads"
+    root.mkdir()
+    spec = dataset_spec(tmp_path, dataset, root)
+    launch_fails(tmp_path, spec, ("trial.data_root: ", says.format(root=root)))
+
+
+def test_data_root_that_does_not_exist(tmp_path, no_ray):
+    root = tmp_path / "cifra"
+    launch_fails(tmp_path, dataset_spec(tmp_path, "cifar100", root), f"CIFAR-100 not found under {root}")
+
+
+def test_corrupt_cifar_pickle(tmp_path, no_ray):
+    folder = tmp_path / "cifar" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name in ("train", "test", "meta"):
+        (folder / name).write_bytes(b"\x80\x04truncated")
+    spec = dataset_spec(tmp_path, "cifar100", tmp_path / "cifar")
+    launch_fails(tmp_path, spec, f"{folder / 'meta'} is not a readable CIFAR-100 pickle")
+
+
+def test_cifar_with_too_few_images(tmp_path, no_ray):
+    folder = tmp_path / "cifar" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    labels = list(range(100))
+    for name in ("train", "test"):
+        blob = {b"data": np.zeros((100, 3072), np.uint8), b"fine_labels": labels}
+        (folder / name).write_bytes(pickle.dumps(blob))
+    (folder / "meta").write_bytes(pickle.dumps({b"fine_label_names": [b"c%d" % c for c in labels]}))
+    spec = dataset_spec(tmp_path, "cifar100", tmp_path / "cifar")
+    launch_fails(tmp_path, spec, "cifar100 session_1.txt: 29")  # of its 30000 rows, 29xxx are past 100
+
+
+def test_mini_imagenet_split_csv_missing(tmp_path, no_ray):
+    root = tmp_path / "mini"
+    (root / "images").mkdir(parents=True)
+    (root / "split").mkdir()
+    (root / "split" / "train.csv").write_text("filename,label\n")
+    spec = dataset_spec(tmp_path, "mini_imagenet", root)
+    launch_fails(tmp_path, spec, f"miniImageNet: cannot read {root / 'split' / 'test.csv'}")
+
+
+def test_cub_table_missing(tmp_path, no_ray):
+    folder = tmp_path / "cub" / "CUB_200_2011"
+    folder.mkdir(parents=True)
+    (folder / "images.txt").write_text("1 001.Black_footed_Albatross/a.jpg\n")
+    spec = dataset_spec(tmp_path, "cub200", tmp_path / "cub")
+    launch_fails(tmp_path, spec, f"CUB-200-2011: cannot read {folder / 'train_test_split.txt'}")
+
+
+@pytest.fixture
+def cub_root(tmp_path) -> Path:
+    return write_cub200(tmp_path / "cub")  # the real layout, every image a hard link: 0.2 s
+
+
+def test_cub_table_line_malformed(tmp_path, cub_root, no_ray):
+    images = cub_root / "images.txt"
+    images.write_text(images.read_text() + "11789 \n")
+    spec = dataset_spec(tmp_path, "cub200", cub_root.parent)
+    launch_fails(tmp_path, spec, f"{images}, line 11789: expected '<id> <value>', found '11789 '")
+
+
+def test_listed_image_file_missing(tmp_path, cub_root, no_ray):
+    entry = read_split("cub200", "session_1.txt")[0]
+    (cub_root.parent / entry).unlink()
+    spec = dataset_spec(tmp_path, "cub200", cub_root.parent)
+    launch_fails(
+        tmp_path, spec, ("cub200 training images: 1 image file(s) are missing, e.g.", Path(entry).name)
+    )
+
+
+def test_real_process_prints_one_line_and_no_traceback(tmp_path):
+    """The same as a user sees it: a new process, stdout and stderr, no Ray log lines either."""
+    spec = dataset_spec(tmp_path, "cifar100", tmp_path / "cifra")
+    done = subprocess.run(
+        [sys.executable, "-m", "sweeps", "launch", str(spec), "--results", str(tmp_path / "results")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"},
+    )
+    assert done.returncode == BAD_INPUT
+    assert done.stdout.startswith("error: ") and done.stdout.count("\n") == 1, done.stdout
+    assert "CIFAR-100 not found under" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+# ----------------------------------------------------------------------------------- checkpoint file
+
+
+def checkpoint_spec(tmp_path: Path, checkpoint: Path) -> Path:
+    trial = {"backbone_kwargs": dict(TINY_BACKBONE), "backbone_checkpoint": str(checkpoint), "rank": 4}
+    return write_spec(tmp_path, {"name": "weights", "trial": trial})
+
+
+def test_backbone_checkpoint_missing(tmp_path, no_ray):
+    path = tmp_path / "vit_tiny.pth"
+    spec = checkpoint_spec(tmp_path, path)
+    launch_fails(
+        tmp_path, spec, ("trial.backbone_checkpoint: ", f"backbone_checkpoint='{path}' does not exist")
+    )
+
+
+@pytest.mark.parametrize(
+    "name, says",
+    [
+        ("weights.pth", "torch.load(weights_only=True) refused it: not a file of tensors"),
+        ("weights.safetensors", "(Error while deserializing header"),
+    ],
+    ids=["pth", "safetensors"],
+)
+def test_backbone_checkpoint_not_a_checkpoint(tmp_path, no_ray, name, says):
+    path = tmp_path / name
+    path.write_text("<html>404 Not Found</html>")
+    launch_fails(tmp_path, checkpoint_spec(tmp_path, path), (f"{path} could not be loaded into", says))
+
+
+@pytest.mark.parametrize(
+    "other, says",
+    [
+        ({"depth": 2}, "(12 key(s) unexpected, e.g. blocks.1."),
+        ({"embed_dim": 64}, "shape(s) differ, e.g. pos_embed is [1, 16, 64] in the file, [1, 16, 32] in"),
+    ],
+    ids=["extra-keys", "other-shapes"],
+)
+def test_backbone_checkpoint_of_another_architecture(tmp_path, no_ray, other, says):
+    path = tmp_path / "other.safetensors"
+    model = create_backbone("vit_tiny_convstem", **{**TINY_BACKBONE, **other})
+    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    output = launch_fails(tmp_path, checkpoint_spec(tmp_path, path), says)
+    assert "it must hold that model's weights, with the same backbone_kwargs" in output
+
+
+def test_valid_dataset_and_checkpoint_pass_the_local_check(tmp_path, cub_root):
+    """The check refuses nothing a trial would accept."""
+    path = tmp_path / "good.pth"
+    torch.save({"state_dict": create_backbone("vit_tiny_convstem", **TINY_BACKBONE).state_dict()}, path)
+    check_local_inputs(load_spec(checkpoint_spec(tmp_path, path)))
+    check_local_inputs(load_spec(dataset_spec(tmp_path, "cub200", cub_root.parent)))
+
+
+# ------------------------------------------------------------------------------------------ CLI flags
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    """A finished two-trial rank sweep folder, written by the results store (no Ray)."""
+    spec = parse_spec({"name": "rank", "space": {"rank": {"choice": [4, 8]}}})
+    location = Location.of(tmp_path / "results") / "rank"
+    create_sweep_folder(location, spec)
+    store = ResultsStore(location)
+    store.write_sessions([session_row(f"t{r}", s, rank=r) for r in (4, 8) for s in range(3)])
+    store.write_trials([trial_row(f"t{r}", rank=r) for r in (4, 8)])
+    return tmp_path / "results" / "rank"
+
+
+USAGE_ERRORS = [
+    ("unknown-command", ["lanuch", "spec.yaml"], "No such command 'lanuch'"),
+    ("unknown-option", ["launch", "spec.yaml", "--num-gpus", "1"], "No such option: --num-gpus"),
+    ("missing-argument", ["validate"], "Missing argument 'spec'"),
+    ("cpus-zero", ["launch", "spec.yaml", "--num-cpus", "0"], "Invalid value for '--num-cpus'"),
+    ("cpus-negative", ["resume", "results/rank", "--num-cpus", "-2"], "Invalid value for '--num-cpus'"),
+    ("cpus-not-a-number", ["launch", "spec.yaml", "--num-cpus", "two"], "Invalid value for '--num-cpus'"),
+    ("table-without-rows", ["table", "results/rank"], "Missing option '--rows'"),
+    ("negative-digits", ["table", "results/rank", "--rows", "rank", "--digits", "-1"], "Invalid value for"),
+]
+
+
+@pytest.mark.parametrize("args, says", [c[1:] for c in USAGE_ERRORS], ids=[c[0] for c in USAGE_ERRORS])
+def test_usage_error(tmp_path, monkeypatch, no_ray, args, says):
+    monkeypatch.chdir(tmp_path)
+    output = cli(*args, says=says)
+    assert "Usage: " in output and "--help" in output
+    assert list(tmp_path.iterdir()) == []
+
+
+BAD_TABLE_FLAGS = [
+    ("rows-not-swept", ["--rows", "lr"], "unknown rows parameter 'lr'; choose one of: rank"),
+    ("cols-not-swept", ["--rows", "rank", "--cols", "lr"], "unknown cols 'lr'; choose one of: session"),
+    (
+        "unknown-metric",
+        ["--rows", "rank", "--metric", "accuracy"],
+        "unknown metric 'accuracy'; choose one of:",
+    ),
+    (
+        "unknown-format",
+        ["--rows", "rank", "--format", "html"],
+        "--format 'html' is unknown; choose one of markdown",
+    ),
+]
+
+
+@pytest.mark.parametrize("flags, says", [c[1:] for c in BAD_TABLE_FLAGS], ids=[c[0] for c in BAD_TABLE_FLAGS])
+def test_bad_table_flag(sweep, flags, says):
+    cli("table", sweep, *flags, says=("error: ", says))
+
+
+def test_report_parameter_not_swept(sweep, tmp_path):
+    cli(
+        "report",
+        sweep,
+        "--param",
+        "lr",
+        "--out",
+        tmp_path / "png",
+        says="unknown parameter 'lr'; choose one of: rank",
+    )
+    assert not (tmp_path / "png").exists()
+
+
+def test_report_out_is_a_file(sweep, tmp_path):
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    cli("report", sweep, "--out", out, says=f"--out {out}: cannot write the PNGs there (File exists: {out})")
+    assert out.read_text() == "mine"
+
+
+# ------------------------------------------------------------------------------------- results folder
+
+
+@pytest.mark.parametrize("command", ["status", "table", "report", "resume"])
+def test_not_a_sweep_folder(tmp_path, no_ray, command):
+    extra = ["--rows", "rank"] if command == "table" else []
+    cli(
+        command,
+        tmp_path / "results",
+        *extra,
+        says="is not a sweep results folder (no spec.yaml): pass results/",
+    )
+
+
+def test_a_file_instead_of_a_sweep_folder(tmp_path):
+    path = tmp_path / "sessions.parquet"
+    path.write_bytes(b"PAR1")
+    cli("status", path, says=f"{path} is not a sweep results folder (no spec.yaml)")
+
+
+def test_table_of_a_sweep_without_rows_yet(tmp_path):
+    location = Location.of(tmp_path / "results") / "rank"
+    create_sweep_folder(location, parse_spec({"name": "rank", "space": {"rank": {"choice": [4, 8]}}}))
+    cli(
+        "table", location.local_path, "--rows", "rank", says="has no session rows yet, so there is nothing to"
+    )
+
+
+def test_launch_into_a_folder_that_holds_a_sweep(tmp_path, sweep, icons_cache, no_ray):
+    before = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))
+    spec = write_spec(tmp_path, tiny_spec(icons_cache, "rank"))
+    cli("launch", spec, "--results", sweep.parent, says=(f"{sweep} already holds sweep results", "resume"))
+    assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before
