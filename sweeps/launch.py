@@ -75,8 +75,8 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
     if address:
         _check_reachable(address)
         kwargs["address"] = address
-    else:
-        kwargs["num_cpus"] = num_cpus or os.cpu_count()
+    else:  # always a new local Ray: never join (and fail on) one that something else left running
+        kwargs.update(address="local", num_cpus=num_cpus or os.cpu_count())
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
