@@ -1,7 +1,7 @@
 """A sweep on a real Ray cluster of three node processes (a head and two workers) that loses a worker.
 
-The head has no CPUs, so every trial runs on a worker node. While trials run, one worker is killed
-(not drained): its trials must continue on the other worker from their last finished session. Run
+The head has no CPUs, so every trial runs on a worker node. While a trial runs, its worker is killed
+(not drained): the trial must continue on the other worker from its last finished session. Run
 with the results on a folder every node sees, and on S3 with no shared folder between the workers.
 """
 
@@ -45,12 +45,12 @@ def cluster(request, tmp_path):
 
 
 def test_sweep_runs_on_two_nodes_and_survives_losing_one(cluster, icons_cache, tmp_path):
-    ray_cluster, (kept, lost), sweep_dir = cluster
+    ray_cluster, workers, sweep_dir = cluster
     spec = tiny_spec(
         icons_cache, "nodes", space={"rank": {"grid": RANKS}}, pruner=None, seeds=[0], max_concurrent=2
     )
     spec.update(max_failures=2, resources={"cpu": 1})
-    spec["trial"]["steps"] = 80  # sessions long enough to lose a node in the middle of a trial
+    spec["trial"]["steps"] = 300  # sessions of a few seconds: a node is lost in the middle of a trial
     spec_path = tmp_path / "nodes.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     driver = cli_process(
@@ -63,7 +63,8 @@ def test_sweep_runs_on_two_nodes_and_survives_losing_one(cluster, icons_cache, t
         "--quiet",
     )
     try:
-        interrupted = _wait_for_a_trial_running_on(lost.node_id, sweep_dir, deadline=time.time() + 300)
+        interrupted, node_id = _wait_for_a_running_trial(sweep_dir, driver, deadline=time.time() + 300)
+        lost, kept = sorted(workers, key=lambda worker: worker.node_id != node_id)
         before = read_sessions(sweep_dir)
         ray_cluster.remove_node(lost, allow_graceful=False)
         output, _ = driver.communicate(timeout=600)
@@ -98,15 +99,15 @@ def test_sweep_runs_on_two_nodes_and_survives_losing_one(cluster, icons_cache, t
     assert len(kept_rows) == len(before) and (kept_rows.val_acc_all == kept_rows.val_acc_all_after).all()
 
 
-def _wait_for_a_trial_running_on(node_id: str, sweep_dir: Location, deadline: float) -> str:
-    """The id of a trial that has finished a session on ``node_id`` but not all its sessions."""
-    while time.time() < deadline:
+def _wait_for_a_running_trial(sweep_dir: Location, driver, deadline: float) -> tuple[str, str]:
+    """A trial that has finished its first session but not its second, and the node it runs on."""
+    while time.time() < deadline and driver.poll() is None:
         if (sweep_dir / "sessions").files():
             sessions = read_sessions(sweep_dir)
             counts = sessions.groupby("trial_id").session.count()
-            on_node = sessions[sessions.node_id == node_id].trial_id.unique()
-            running = [t for t in on_node if counts[t] < NUM_SESSIONS - 1]
-            if running:
-                return running[0]
+            running = sessions[sessions.trial_id.isin(counts[counts == 1].index)]
+            if len(running):
+                return running.trial_id.iloc[0], running.node_id.iloc[0]
         time.sleep(0.2)
-    raise AssertionError("no trial ran on the worker node to be removed within the deadline")
+    output = driver.communicate()[0] if driver.poll() is not None else ""
+    raise AssertionError(f"no trial was caught between its first and second session\n{output}")
