@@ -33,6 +33,7 @@ import torch
 
 from ckpd_core import build_benchmark, train_base_session
 from sweeps.base_cache import base_checkpoint_path
+from sweeps.folder import BASE_DIR, sweep_location
 from sweeps.launch import launch
 from sweeps.results import read_sessions, read_trials
 from sweeps.spec import parse_spec
@@ -72,7 +73,7 @@ def sweep_spec(name: str, data_root: str, args: argparse.Namespace, cpu: int, co
 def run(raw: dict, root: Path, base_file: Path) -> dict:
     spec = parse_spec(raw)
     config = spec.trial_config({"rank": RANKS[0]}, spec.seeds[0])
-    target = base_checkpoint_path(config, spec.results_dir(root) / "base")
+    target = base_checkpoint_path(config, sweep_location(spec, root) / BASE_DIR)
     target.parent.mkdir(parents=True)
     shutil.copyfile(base_file, target)
     start_wall = time.time()

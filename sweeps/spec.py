@@ -32,7 +32,7 @@ from ckpd_core import (
     build_benchmark,
     find_linear_layers,
 )
-from ckpd_core.data import check_settings, count_sessions
+from ckpd_core.data import check_data_root, count_sessions
 from ckpd_core.models.backbone import create_backbone
 
 ALGORITHMS = ("grid", "random", "optuna")
@@ -264,9 +264,6 @@ class SweepSpec:
     def trial_config(self, params: dict[str, Any], seed: int) -> TrialConfig:
         """The trial's own copy of the fixed settings, with the sampled ``params`` and ``seed`` on top."""
         return TrialConfig.from_dict(copy.deepcopy({**self.trial, **params, "seed": seed}))
-
-    def results_dir(self, root: str | Path | None = None) -> Path:
-        return Path(root if root is not None else self.results) / self.name
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (YAML-ready, a deep copy) that ``parse_spec`` turns back into an equal spec."""
@@ -617,7 +614,7 @@ def _check_benchmark(trial: dict, space: dict[str, Domain], check: _Checker) -> 
             key = "benchmark" if str(exc).startswith("benchmark=") else "benchmark_kwargs"
             raise check.fail(_where(key, space), str(exc)) from None
         try:
-            check_settings(values["benchmark"], values["data_root"], **values["benchmark_kwargs"])
+            check_data_root(values["benchmark"], values["data_root"])
         except ConfigError as exc:
             raise check.fail(_where("data_root", space), str(exc)) from None
 

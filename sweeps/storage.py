@@ -94,9 +94,7 @@ class Location:
         if self.is_local:
             _write_local(self.local_path, data)
             return
-        parent = self.path.rstrip("/").rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)
-        with self.fs.open_output_stream(self.path) as stream:  # an object appears only when complete
+        with self._remote_output() as stream:
             stream.write(data)
 
     def write_text(self, text: str) -> None:
@@ -124,13 +122,15 @@ class Location:
     def upload(self, src: Path) -> None:
         """Copy the local file ``src`` here, published whole."""
         if self.is_local:
-            if src.resolve() != self.local_path:
-                _write_local(self.local_path, src.read_bytes())
+            _write_local(self.local_path, src.read_bytes())
             return
-        parent = self.path.rstrip("/").rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)
-        with open(src, "rb") as data, self.fs.open_output_stream(self.path) as stream:
+        with open(src, "rb") as data, self._remote_output() as stream:
             shutil.copyfileobj(data, stream, length=1 << 22)
+
+    def _remote_output(self):
+        """A stream to this object on a remote store; the object appears only when the stream closes."""
+        self.fs.create_dir(self.parent.path, recursive=True)
+        return self.fs.open_output_stream(self.path)
 
 
 @lru_cache(maxsize=64)

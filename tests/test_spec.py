@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from ckpd_core import TrialConfig
+from sweeps.folder import sweep_location
 from sweeps.spec import (
     Choice,
     Grid,
@@ -173,8 +174,8 @@ def test_trial_config_and_results_dir(full_spec):
     config = full_spec.trial_config({"rank": 8, "asr_threshold": 0.2}, seed=5)
     assert (config.rank, config.asr_threshold, config.top_n) == (8, 0.2, None)
     assert (config.steps, config.seed) == (5, 5)
-    assert full_spec.results_dir() == Path("out") / "every-domain"
-    assert full_spec.results_dir("/scratch") == Path("/scratch/every-domain")
+    assert sweep_location(full_spec).local_path == Path("out").resolve() / "every-domain"
+    assert sweep_location(full_spec, "/scratch").local_path == Path("/scratch/every-domain")
 
 
 def _median_prunes_at(pruner: optuna.pruners.BasePruner, completed: int, step: int) -> bool:
@@ -357,5 +358,5 @@ def test_missing_spec_file(tmp_path):
 def test_valid_spec_creates_no_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = load_spec(write(tmp_path, FULL_SPEC, "full.yaml"))
-    spec.build_pruner(), spec.build_sampler(1), spec.results_dir()
+    spec.build_pruner(), spec.build_sampler(1), sweep_location(spec)
     assert [p.name for p in tmp_path.iterdir()] == ["full.yaml"]

@@ -43,10 +43,7 @@ def count_sessions(name: str, **kwargs) -> int:
                 f"benchmark_kwargs for icons: unknown setting(s) {', '.join(unknown)}; "
                 f"known: {', '.join(known)}"
             )
-        try:
-            icons = IconsSettings(**kwargs)
-        except TypeError as exc:
-            raise ConfigError(f"benchmark_kwargs for icons: {exc}") from exc
+        icons = IconsSettings(**kwargs)
         icons.validate()
         return 1 + (icons.num_classes - icons.base_classes) // icons.ways
     if name not in SPLIT_DATASETS:
@@ -55,10 +52,9 @@ def count_sessions(name: str, **kwargs) -> int:
     return min(standard, DatasetSettings.parse(name, kwargs).num_sessions or standard)
 
 
-def check_settings(name: str, data_root: str | None = None, **kwargs) -> None:
-    """Refuse, without reading any data, an unknown benchmark, ``kwargs`` it does not take, or a real
-    dataset without ``data_root`` (ConfigError saying what to set)."""
-    count_sessions(name, **kwargs)
+def check_data_root(name: str, data_root: str | None) -> None:
+    """Refuse, without reading any data, a real dataset (a known benchmark, as ``count_sessions``
+    checks) without ``data_root``: a ConfigError saying which folder to set."""
     if name != "icons" and data_root is None:
         # find_root(None) raises the ConfigError that says which folder data_root must hold
         {"cifar100": cifar100, "mini_imagenet": mini_imagenet, "cub200": cub200}[name].find_root(None)
@@ -73,7 +69,7 @@ __all__ = [
     "ImageSet",
     "StoredImageSet",
     "build_benchmark",
-    "check_settings",
+    "check_data_root",
     "cifar100_benchmark",
     "count_sessions",
     "cub200_benchmark",
