@@ -53,7 +53,7 @@ class _Accumulator:
                 "the model has diverged; lower the learning rate or check the data"
             )
         part = part.to(torch.float64)
-        self.total = part if self.total is None else self.total + part
+        self.total = part if self.total is None else self.total.add_(part)
         self.count += x.shape[0]
 
     def result(self) -> torch.Tensor:

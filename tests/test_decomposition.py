@@ -14,7 +14,7 @@ from ckpd_core import (
     decompose_linear,
     select_layers,
 )
-from ckpd_core.decomposition import damped_covariance
+from ckpd_core.decomposition import damped_covariance, singular_directions
 
 
 def make_layer(m: int, n: int, dtype: torch.dtype, seed: int = 0) -> nn.Linear:
@@ -68,6 +68,29 @@ def test_adapter_takes_last_or_first_directions(mode, end):
     # the other end of the spectrum differs, so the test can tell the two apart
     other = spectrum[:rank].sum() if end == "last" else spectrum[-rank:].sum()
     assert float(abs(nuclear - other) / expected) > 0.1
+
+
+@pytest.mark.parametrize("shape", [(30, 30), (30, 20), (90, 20), (20, 90)])
+@pytest.mark.parametrize("idx", [slice(0, 4), slice(15, 20)])
+@pytest.mark.parametrize("with_right", [False, True])
+def test_singular_directions_match_a_full_svd(shape, idx, with_right):
+    gen = torch.Generator().manual_seed(3)
+    matrix = torch.randn(*shape, generator=gen, dtype=torch.float64) @ torch.diag(
+        torch.logspace(0, -3, shape[1], dtype=torch.float64)
+    )
+    right = covariance_of(correlated_inputs(200, shape[1])) if with_right else None
+    product = matrix @ right if with_right else matrix
+    u, s, vh = torch.linalg.svd(product, full_matrices=False)
+    u_idx, s_got, vh_idx = singular_directions(matrix, idx, right)
+    assert torch.allclose(s_got, s, rtol=1e-10, atol=1e-14 * float(s[0]))
+    k = min(shape)
+    assert u_idx.shape == (shape[0], len(range(k)[idx])) and vh_idx.shape == (len(range(k)[idx]), shape[1])
+    expected = (u[:, idx] * s[idx]) @ vh[idx]  # the selected components, free of sign choices
+    got = (u_idx * s_got[idx]) @ vh_idx
+    assert float((got - expected).norm() / expected.norm()) < 1e-8
+    eye = torch.eye(u_idx.shape[1], dtype=torch.float64)
+    assert torch.allclose(u_idx.T @ u_idx, eye, atol=1e-12)
+    assert torch.allclose(vh_idx @ vh_idx.T, eye, atol=1e-12)
 
 
 def test_damping_is_relative_to_mean_diagonal():
