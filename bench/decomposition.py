@@ -16,15 +16,20 @@ side by side, each variant in a fresh child process:
       float64; batches of 256 images as `ckpd_core.training.calibration_batches` makes them) plus
       `decompose_linear(mode="ckpd")` (float64, Cholesky of C + lambda I, damping raised only if the
       factorisation fails, triangular solves instead of an inverse; for a layer at least twice as
-      wide as tall or tall as wide, QR first and only the adapter's singular vectors formed).
+      wide as tall or tall as wide, QR first (Cholesky-QR when accurate) and only the adapter's
+      singular vectors formed).
 The layer's own forward pass is the model's work, not the method's: both variants need it to
 produce the next layer's inputs, so it is timed on its own (each variant at its batch size: one image
 per call in the reference, batches in ours) and the method's steps (covariance + decomposition) are
 timed by feeding the same activations to each variant's hook through a stand-in module that does
-nothing else. Printed per layer: seconds of the forward, the covariance, the decomposition and the
-method (covariance + decomposition); ratio a/b; peak memory of the method's steps and of the
-forward (VmHWM of the child minus its RSS just before the measured code, so torch's CPU tensors
-count; the calibration activations are loaded before that baseline); the reconstruction error
+nothing else. Each child runs the forward and then the method's steps twice: the first (cold) run
+gives the peak memory, one-time allocations of the libraries included; the second (warm) gives the
+time, as every layer after the first of a model sees it (a ViT-B/16 calibrates 36 such layers).
+Printed per layer: seconds of the forward, the covariance, the decomposition and the method
+(covariance + decomposition), each the fastest of `--repeats` children; ratio a/b; peak memory of
+the method's steps and of the forward (VmHWM of the child minus its RSS just before the measured
+code, so torch's CPU tensors count; the calibration activations are loaded before that baseline);
+the reconstruction error
 ||W - (W_res + A B)||_F / ||W||_F of the parts each variant stores, before any training; and a
 diagnostic "tail error" ||A B C_d - T_r||_F / ||T_r||_F with T_r the last `rank` SVD components of
 W C_d computed in float64 with the variant's own damped C_d: the reconstruction error is exact by
@@ -40,7 +45,7 @@ Inputs are synthetic but shaped like ViT token activations (seeded): a per-chann
 Gaussian tokens with a power-law spectrum in a random basis, a random per-image scale, and GELU for
 the MLP hidden activations that fc2 reads; weights have a decaying singular spectrum.
 
-    python bench/decomposition.py                   # ~5 minutes on 2 CPU cores
+    python bench/decomposition.py                   # ~4 minutes on 2 CPU cores
     python bench/decomposition.py --quick           # smoke run, seconds
     python bench/decomposition.py --images 60 --layers 768x768,768x3072
 """
@@ -179,17 +184,6 @@ def _reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def _warm_up() -> None:
-    """Load the BLAS/LAPACK kernels both variants use, so one-time start-up costs count for neither."""
-    for dtype in (torch.float32, torch.float64):
-        x = torch.randn(64, 64, dtype=dtype)
-        c = x @ x.T + torch.eye(64, dtype=dtype)
-        torch.linalg.inv(c), torch.linalg.svd(x, full_matrices=False), torch.linalg.cholesky_ex(c)
-        torch.cholesky_solve(x, torch.linalg.cholesky(c))
-        reflectors, tau = torch.geqrf(x)
-        torch.ormqr(reflectors, tau, x)
-
-
 def tail_error(weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c_d: torch.Tensor, rank: int) -> float:
     """How far the stored adapter is from what it should be: ||A B C_d - T_r||_F / ||T_r||_F, where
     T_r is the last ``rank`` SVD components of W C_d (float64, with the variant's own C_d). Unlike
@@ -220,6 +214,25 @@ def time_forward(layer: nn.Linear, acts: torch.Tensor, batch: int) -> float:
     return time.perf_counter() - start
 
 
+def run_method(variant: str, layer: nn.Linear, acts: torch.Tensor, args: argparse.Namespace):
+    """The variant's covariance + decomposition: (seconds of each, (cov, W_res, A, B, C_d, info))."""
+    start = time.perf_counter()
+    if variant == "reference":
+        cov = reference_calibrate(acts)
+        mid = time.perf_counter()
+        w_res, a, b, c_d, info = reference_decompose(layer.weight, cov, args.rank)
+    else:
+        cov = ours_calibrate(acts, args.batch)
+        mid = time.perf_counter()
+        w_res, a, b, info = ours_decompose(layer, cov, args.rank)
+        c_d = None
+    end = time.perf_counter()
+    if c_d is None:
+        c_d = ours_damped(cov)  # for the tail error only, after the clock stopped
+    times = {"calib_s": mid - start, "decomp_s": end - mid, "method_s": end - start}
+    return times, (cov, w_res, a, b, c_d, info)
+
+
 def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     blob = torch.load(args.child_data, weights_only=True)
@@ -229,29 +242,20 @@ def child(args: argparse.Namespace) -> None:
         layer.weight.copy_(weight)
         layer.bias.copy_(bias)
     layer.requires_grad_(False)
-    _warm_up()
+    batch = 1 if args.child == "reference" else args.batch
     base_kb = _start_peak()
-    forward_s = time_forward(layer, acts, 1 if args.child == "reference" else args.batch)
+    time_forward(layer, acts, batch)  # cold: its peak memory counts one-time allocations too
     forward_mb = _peak_mb(base_kb)
+    forward_s = time_forward(layer, acts, batch)  # warm: its time
     base_kb = _start_peak()
-    start = time.perf_counter()
-    if args.child == "reference":
-        cov = reference_calibrate(acts)
-        mid = time.perf_counter()
-        w_res, a, b, c_d, info = reference_decompose(layer.weight, cov, args.rank)
-    else:
-        cov = ours_calibrate(acts, args.batch)
-        mid = time.perf_counter()
-        w_res, a, b, info = ours_decompose(layer, cov, args.rank)
-    end = time.perf_counter()
+    run_method(args.child, layer, acts, args)
     peak_mb = _peak_mb(base_kb)
-    if args.child == "ours":
-        c_d = ours_damped(cov)
+    gc.collect()
+    times, (cov, w_res, a, b, c_d, info) = run_method(args.child, layer, acts, args)
     w64 = weight.to(torch.float64)
     rebuilt = w_res.to(torch.float64) + a.to(torch.float64) @ b.to(torch.float64)
     error = float(torch.linalg.matrix_norm(w64 - rebuilt) / torch.linalg.matrix_norm(w64))
-    result = {"forward_s": forward_s, "calib_s": mid - start, "decomp_s": end - mid, "method_s": end - start}
-    result.update(peak_mb=peak_mb, forward_mb=forward_mb, error=error)
+    result = {"forward_s": forward_s, **times, "peak_mb": peak_mb, "forward_mb": forward_mb, "error": error}
     result.update(tail_error=tail_error(weight, a, b, c_d, args.rank), **info)
     print(json.dumps(result))
 

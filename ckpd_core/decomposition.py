@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .calibration import gram
 from .errors import CalibrationError, ConfigError
 
 PEFT_MODES = ("ckpd", "svd", "asvd", "pissa", "lora", "full", "frozen")
@@ -24,6 +25,8 @@ _FIRST_DIRECTIONS = ("pissa",)
 _ACT_SCALE_EPS = 1e-6
 _MAX_DAMPING_DOUBLINGS = 40
 _MIN_RECIPROCAL_CONDITION = 1e-12
+# Cholesky-QR is used when eps * cond^2 of the factored matrix stays below this (cond <~ 1e4 in float64).
+_CHOLESKY_QR_TOLERANCE = 1e-8
 
 
 def adapter_sensitivity_ratio(singular_values: torch.Tensor | Sequence[float], rank: int) -> float:
@@ -82,16 +85,41 @@ def damped_covariance(covariance: torch.Tensor, damping: float) -> tuple[torch.T
     raise CalibrationError("covariance could not be factorised even with heavy damping")
 
 
+def cholesky_qr_factor(tall: torch.Tensor, iterations: int = 8) -> torch.Tensor | None:
+    """Upper-triangular ``R`` with ``R^T R = tall^T tall``, or None where Cholesky-QR would be inaccurate.
+
+    ``tall @ R^-1`` is orthonormal up to about ``eps * cond(tall)^2``, so ``R`` is returned only when a
+    power-iteration estimate of that (``||R||_F^2 / sigma_min(R)^2``, at most a few triangular solves)
+    stays below 1e-8; otherwise the caller falls back to Householder QR.
+    """
+    if tall.dtype != torch.float64:
+        return None
+    r, info = torch.linalg.cholesky_ex(gram(tall), upper=True)
+    if int(info) != 0:
+        return None
+    n = r.shape[0]
+    probes = torch.randn(n, 4, generator=torch.Generator().manual_seed(0), dtype=r.dtype).to(r.device)
+    for _ in range(iterations):  # power iteration on (R^T R)^-1 for 1 / sigma_min(R)^2
+        probes = probes / probes.norm(dim=0)
+        lower = torch.linalg.solve_triangular(r.mT, probes, upper=False)
+        probes = torch.linalg.solve_triangular(r, lower, upper=True)
+    cond_sq = float(r.square().sum() * probes.norm(dim=0).max())
+    if not math.isfinite(cond_sq) or torch.finfo(r.dtype).eps * cond_sq > _CHOLESKY_QR_TOLERANCE:
+        return None
+    return r
+
+
 def singular_directions(
     matrix: torch.Tensor, idx: slice, right: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """SVD of ``matrix @ right`` (``right`` square, or absent): all singular values (descending) and
     only the singular vectors ``idx`` selects, ``(U[:, idx], s, Vh[idx])``.
 
-    A product at least twice as tall as wide (or wide as tall) is first reduced by QR to its square
-    factor, whose SVD is cheap, and only the selected vectors are mapped back through Q: the full
-    ``m x n`` factor a plain SVD forms (3x the time for a 768x3072 layer) is never built. A tall
-    ``matrix`` is factored before ``right`` is applied, so the tall product is never formed either.
+    A product at least twice as tall as wide (or wide as tall) is first reduced to its square factor
+    ``R`` (Cholesky-QR where that is accurate, Householder QR otherwise), whose SVD is cheap, and only
+    the selected vectors are mapped back: the full ``m x n`` factor a plain SVD forms (3x the time for
+    a 768x3072 layer) is never built. A tall ``matrix`` is factored before ``right`` is applied, so
+    the tall product is never formed either.
     """
     m, n = matrix.shape
     if max(m, n) < 2 * min(m, n):
@@ -100,16 +128,21 @@ def singular_directions(
     tall = m >= n
     factored = matrix if tall or right is None else matrix @ right
     factored = factored if tall else factored.T
-    reflectors, tau = torch.geqrf(factored)
     k = factored.shape[1]
-    core = reflectors[:k].triu()
-    if tall and right is not None:
-        core = core @ right
+    r = cholesky_qr_factor(factored)
+    reflectors = tau = None
+    if r is None:
+        reflectors, tau = torch.geqrf(factored)
+        r = reflectors[:k].triu()
+    core = r @ right if tall and right is not None else r
     u_r, s, vh_r = torch.linalg.svd(core)
     chosen = u_r[:, idx]
-    mapped = torch.zeros(factored.shape[0], chosen.shape[1], dtype=chosen.dtype, device=chosen.device)
-    mapped[:k] = chosen
-    mapped = torch.ormqr(reflectors, tau, mapped)
+    if reflectors is None:  # Q = factored R^-1
+        mapped = factored @ torch.linalg.solve_triangular(r, chosen, upper=True)
+    else:
+        mapped = torch.zeros(factored.shape[0], chosen.shape[1], dtype=chosen.dtype, device=chosen.device)
+        mapped[:k] = chosen
+        mapped = torch.ormqr(reflectors, tau, mapped)
     if tall:
         return mapped, s, vh_r[idx]
     return vh_r[idx].T, s, mapped.T
