@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +44,8 @@ def _fail(exc: Exception) -> typer.Exit:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    if sys.__stderr__ is not None:  # a crash inside a native library (Ray, torch) prints the Python stack
+        faulthandler.enable(sys.__stderr__)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

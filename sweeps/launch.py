@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -108,6 +109,15 @@ def _unreachable(address: str, exc: Exception) -> SpecError:
 def _num_sessions(spec: SweepSpec) -> int:
     config = spec.trial_config({k: d.extremes()[0] for k, d in spec.space.items()}, spec.seeds[0])
     return count_sessions(config.benchmark, **config.benchmark_kwargs)  # the driver may not hold the data
+
+
+def _shutdown_ray() -> None:
+    """Collect what still refers to Ray objects (Tune's trials, object refs) and then disconnect:
+    a reference released after the core worker is gone can crash the interpreter at exit."""
+    import ray
+
+    gc.collect()
+    ray.shutdown()
 
 
 def _start_base_sessions(
@@ -234,14 +244,12 @@ def launch(
         )
     except BaseException:
         if started_ray:
-            import ray
-
-            ray.shutdown()
+            _shutdown_ray()
         for leftover in created:  # no trial has run: leave nothing half-made behind
             leftover.delete()
         raise
     try:
-        tuner = tune.Tuner(
+        tune.Tuner(
             _trainable(spec, results_dir, share_base),
             tune_config=tune.TuneConfig(
                 metric=spec.metric,
@@ -260,14 +268,12 @@ def launch(
                 callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
                 verbose=0,
             ),
-        )
-        tuner.fit()
+        ).fit()
         pretrained, pretrain_s = wait_for_bases()
     finally:
+        wait_for_bases = None  # it may hold object refs of the base-session tasks
         if started_ray:
-            import ray
-
-            ray.shutdown()
+            _shutdown_ray()
     base_trainings = pretrained + callback.base_trainings
     wall = time.perf_counter() - start
     return LaunchOutcome(results_dir, summarize(results_dir, spec), base_trainings, wall, pretrain_s)
@@ -290,17 +296,14 @@ def resume(
     try:
         start_registry(results_dir / BASE_DIR)
         storage = _storage(results_dir / TUNE_DIR)
-        tuner = tune.Tuner.restore(
+        tune.Tuner.restore(
             storage["storage_path"],
             trainable=_trainable(spec, results_dir),
             resume_unfinished=True,
             resume_errored=True,
             storage_filesystem=storage.get("storage_filesystem"),
-        )
-        tuner.fit()
+        ).fit()
     finally:
         if started_ray:
-            import ray
-
-            ray.shutdown()
+            _shutdown_ray()
     return LaunchOutcome(results_dir, summarize(results_dir, spec), 0, time.perf_counter() - start)
