@@ -18,7 +18,7 @@ from .metrics import SESSION_METRICS, TRIAL_METRICS, accuracy_breakdown, trial_s
 from .replay import ReplayMemory
 from .trial import TrialResult, load_base_checkpoint, run_trial, save_base_checkpoint, train_base_session
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "PEFT_MODES",

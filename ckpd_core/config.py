@@ -37,7 +37,7 @@ BASE_SESSION_FIELDS = (
     "base_lr",
     "base_batch_size",
     "base_weight_decay",
-    "seed",
+    "base_seed",
 )
 # Base-session settings that only matter for the Mamba neck (left out of the key for other necks).
 MAMBA_ONLY_FIELDS = ("neck_d_state", "neck_kwargs")
@@ -59,6 +59,10 @@ class TrialConfig:
     ``neck_kwargs`` (``mid_channels``, ``num_layers``, ``dt_rank``); its new branch trains at ``lr``,
     the rest of the neck at ``lr * neck_lr_mult``. ``neck_supp_weight`` / ``neck_sep_weight`` weigh
     its class-sensitive losses in incremental sessions (0 = off, as in CKPD).
+
+    Seeds: ``seed`` drives the incremental sessions (replay draw, training order, new neck branch);
+    ``base_seed`` (default: ``seed``) drives the base session (initialisation, ETF head, base
+    training), so trials with different seeds and one ``base_seed`` share one base session.
     """
 
     benchmark: str = "icons"
@@ -91,6 +95,7 @@ class TrialConfig:
     neck_lr_mult: float = 0.1
     batch_size: int = 64
     seed: int = 0
+    base_seed: int | None = None
     device: str = "cpu"
     precision: str = "fp32"
 
@@ -110,6 +115,9 @@ class TrialConfig:
                     f"{name}={getattr(self, name)!r} must be a mapping of settings, e.g. {example}"
                 )
         self._validate_weights()
+        _at_least("seed", self.seed, 0)
+        if self.base_seed is not None:
+            _at_least("base_seed", self.base_seed, 0)
         _at_least("rank", self.rank, 1)
         self._validate_neck()
         _at_least("feature_dim", self.feature_dim, 2)
@@ -183,6 +191,11 @@ class TrialConfig:
         values["layer_patterns"] = list(self.layer_patterns)
         return values
 
+    @property
+    def effective_base_seed(self) -> int:
+        """The seed of the base session: ``base_seed``, or ``seed`` when it is not set."""
+        return self.seed if self.base_seed is None else self.base_seed
+
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
 
@@ -193,6 +206,8 @@ class TrialConfig:
             for name in BASE_SESSION_FIELDS
             if self.neck == "mamba" or name not in MAMBA_ONLY_FIELDS
         }
+        del relevant["base_seed"]
+        relevant["seed"] = self.effective_base_seed  # as keys were before base_seed existed
         relevant["format"] = BASE_SESSION_FORMAT
         blob = json.dumps(relevant, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

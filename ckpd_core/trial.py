@@ -91,14 +91,14 @@ class _Trial:
         self.config = config
         self.device = resolve_device(config.device)
         self.benchmark = build_benchmark(config.benchmark, config.data_root, **config.benchmark_kwargs)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.effective_base_seed)
         self.model: FSCILClassifier = build_classifier(
             config.backbone,
             dict(config.backbone_kwargs, pretrained=config.pretrained, checkpoint=config.backbone_checkpoint),
             config.neck,
             config.feature_dim,
             self.benchmark.num_classes,
-            config.seed,
+            config.effective_base_seed,
             _neck_options(config, len(self.benchmark.base_classes)),
         ).to(self.device)
         self.benchmark.use_input_config(input_config(self.model.backbone))
@@ -132,7 +132,7 @@ class _Trial:
             batch_size=cfg.base_batch_size,
             lr=cfg.base_lr,
             weight_decay=cfg.base_weight_decay,
-            generator=torch.Generator().manual_seed(cfg.seed),
+            generator=torch.Generator().manual_seed(cfg.effective_base_seed),
             device=self.device,
             precision=cfg.precision,
         )

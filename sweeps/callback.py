@@ -13,10 +13,9 @@ from ray import tune
 
 from ckpd_core import trial_summary
 
-from .pruning import PRUNED_AT
 from .results import SESSION_COLUMNS, ResultsStore, git_commit, package_version, read_sessions
 from .storage import Location
-from .study import OPTUNA_NUMBER, StudyRef
+from .study import PRUNED_AT, RUN_NUMBER, SweepStudies
 from .trainable import BOOKKEEPING
 
 log = logging.getLogger(__name__)
@@ -30,13 +29,13 @@ class SweepResultsCallback(tune.Callback):
         self,
         results_dir: str | Path | Location,
         sweep: str,
-        study: StudyRef,
+        studies: SweepStudies,
         num_sessions: int,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.results_dir = Location.of(results_dir)
         self.sweep = sweep
-        self.study_ref = study
+        self.studies = studies
         self.num_sessions = num_sessions
         self.on_event = on_event
         self._store: ResultsStore | None = None
@@ -69,10 +68,10 @@ class SweepResultsCallback(tune.Callback):
         self._emit("session", {**row, "config": trial.config})
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        number = trial.config.get(OPTUNA_NUMBER)
-        frozen = self.study_ref.trial(number) if number is not None else None
-        if frozen is not None and frozen.state == TrialState.PRUNED:
-            self._finish(trial, "pruned", pruned_at=frozen.user_attrs.get(PRUNED_AT))
+        number = trial.config.get(RUN_NUMBER)
+        run = self.studies.runs(trial.config["seed"]).trial(number) if number is not None else None
+        if run is not None and run.state == TrialState.PRUNED:
+            self._finish(trial, "pruned", pruned_at=run.user_attrs.get(PRUNED_AT))
         else:
             self._finish(trial, "completed")
 

@@ -49,6 +49,10 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lo
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    if not verbose:  # one line per study created otherwise
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @app.command()
@@ -61,9 +65,10 @@ def validate(spec: SpecArg) -> None:
         raise _fail(exc) from None
     per_seed = len(parsed.grid_points()) * parsed.num_samples
     console.print(
-        f"[green]ok[/green] {spec}: sweep '{parsed.name}', {per_seed * len(parsed.seeds)} trials "
+        f"[green]ok[/green] {spec}: sweep '{parsed.name}', at most {per_seed * len(parsed.seeds)} runs "
         f"({per_seed} configurations x {len(parsed.seeds)} seeds), search {parsed.search.algorithm}, "
-        f"pruner {parsed.pruner.name if parsed.pruner else 'none'}, metric {parsed.metric} ({parsed.mode})"
+        f"pruner {parsed.pruner.name if parsed.pruner else 'none'}, objective {parsed.objective.label} "
+        f"({parsed.mode})"
     )
 
 
@@ -92,7 +97,7 @@ def launch(
         outcome = run_launch(parsed, results, address=address, num_cpus=num_cpus, quiet=quiet)
     except CKPDError as exc:
         raise _fail(exc) from None
-    _print_outcome(outcome)
+    _print_outcome(outcome, str(spec))
 
 
 @app.command()
@@ -106,12 +111,12 @@ def resume(
         outcome = run_resume(path, address=address, num_cpus=num_cpus, quiet=quiet)
     except CKPDError as exc:
         raise _fail(exc) from None
-    _print_outcome(outcome)
+    _print_outcome(outcome, f"{outcome.results_dir}/spec.yaml")
 
 
 @app.command()
 def status(path: DirArg) -> None:
-    """Progress of a running or finished sweep: trials by status, sessions written, best so far."""
+    """Progress of a running or finished sweep: runs by status, sessions written, the verdict so far."""
     from .summary import summarize
 
     try:
@@ -121,26 +126,50 @@ def status(path: DirArg) -> None:
     summary = summarize(location, spec)
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
     console.print(
-        f"sweep '{spec.name}': {summary.started} trials started, {sum(summary.counts.values())} finished "
+        f"sweep '{spec.name}': {summary.started} runs started, {sum(summary.counts.values())} finished "
         f"({counts}), {summary.sessions_written} session rows"
     )
-    _print_ranking(summary)
+    _print_verdict(summary, f"{location}/spec.yaml")
+
+
+BaselineOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--baseline",
+        help="compare against this configuration instead of the best: key=value (repeat, or separate "
+        "with commas, for several parameters)",
+    ),
+]
 
 
 @app.command()
 def table(
     path: DirArg,
-    rows: Annotated[str, typer.Option("--rows", help="swept parameter for the table rows")],
-    cols: Annotated[str, typer.Option("--cols", help="'session' or another swept parameter")] = "session",
-    metric: Annotated[str, typer.Option("--metric", help="e.g. acc_all, val_acc_all, last_acc")] = "acc_all",
+    rows: Annotated[
+        str | None,
+        typer.Option("--rows", help="a swept parameter: tabulate --metric by session (or --cols) instead"),
+    ] = None,
+    cols: Annotated[
+        str, typer.Option("--cols", help="with --rows: 'session' or another swept parameter")
+    ] = "session",
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="session metric (default: the spec's; with --rows acc_all)")
+    ] = None,
+    objective: Annotated[
+        str | None, typer.Option("--objective", help="avg, last or hm (default: the spec's)")
+    ] = None,
+    baseline: BaselineOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="markdown, latex or csv")] = "markdown",
-    digits: Annotated[int, typer.Option("--digits", min=0, max=6)] = 1,
+    digits: Annotated[int, typer.Option("--digits", min=0, max=6)] = 2,
 ) -> None:
-    """Paper-style ablation table: mean ± std over seeds (completed trials only), runs per cell."""
-    from .tables import FORMATS, ablation_table, format_table
+    """Paper-style table of the completed configurations: objective with n_seeds, mean, std, 95% interval,
+    paired difference to the best, Holm-adjusted p-value and ties. With --rows: a metric per session."""
+    from .objective import Objective
+    from .statistics import compare, run_values
+    from .tables import FORMATS, ablation_table, format_comparison, format_table
 
     try:
-        location, _ = open_sweep_folder(path)
+        location, spec = open_sweep_folder(path)
         if fmt not in FORMATS:
             raise SpecError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
         sessions, trials = read_sessions(location), read_trials(location)
@@ -149,10 +178,37 @@ def table(
                 f"{location} has no session rows yet, so there is nothing to tabulate: "
                 f"see `ckpd-sweep status {path}` and try again once trials have reported"
             )
-        frame = ablation_table(sessions, trials, rows=rows, cols=cols, metric=metric)
+        if rows is not None:
+            if objective is not None or baseline:
+                raise SpecError(
+                    "--objective and --baseline apply to the configuration table: leave out --rows"
+                )
+            frame = ablation_table(sessions, trials, rows=rows, cols=cols, metric=metric or "acc_all")
+            text = format_table(frame, fmt, digits=digits)
+        else:
+            goal = Objective(objective or spec.objective.kind, metric or spec.metric)
+            runs = run_values(sessions, trials, goal)
+            if runs.empty:
+                raise SpecError(
+                    f"no run in {location} has completed every session yet: see `ckpd-sweep status`"
+                )
+            comparison = compare(runs, objective=goal, mode=spec.mode, baseline=_baseline(baseline))
+            text = format_comparison(comparison, fmt, digits=digits)
     except (CKPDError, ValueError) as exc:
         raise _fail(exc) from None
-    print(format_table(frame, fmt, digits=digits))
+    print(text, end="")
+
+
+def _baseline(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    chosen = {}
+    for pair in (item for text in pairs for item in text.split(",") if item.strip()):
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SpecError(f"--baseline {pair!r}: write key=value, e.g. --baseline rank=8")
+        chosen[name.strip()] = value.strip()
+    return chosen
 
 
 @app.command()
@@ -167,7 +223,7 @@ def report(
     from .report import plot_report
 
     try:
-        location, _ = open_sweep_folder(path)
+        location, spec = open_sweep_folder(path)
         if out is None and not location.is_local:
             raise SpecError(f"{location} is not a local folder: give --out for the PNGs")
         out_dir = out or location.local_path / "report"
@@ -175,7 +231,9 @@ def report(
     except (CKPDError, ValueError) as exc:
         raise _fail(exc) from None
     try:
-        written = plot_report(sessions, trials, out_dir, param=param)
+        written = plot_report(
+            sessions, trials, out_dir, param=param, objective=spec.objective, mode=spec.mode
+        )
     except ValueError as exc:
         raise _fail(exc) from None
     except OSError as exc:  # --out is a file, or a folder this user cannot write
@@ -202,31 +260,50 @@ def check_cluster(
         console.print(f"note: {escape(note)}", soft_wrap=True)
 
 
-def _print_ranking(summary) -> None:
-    if summary.ranking.empty:
-        console.print("no trial has completed every session yet")
-        return
-    view = Table(title=f"configurations ranked by final-session {summary.metric} (completed trials only)")
-    for column in summary.ranking.columns:
-        view.add_column(str(column), justify="right")
-    for row in summary.ranking.head(10).itertuples(index=False):
-        view.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
-    console.print(view)
+def _print_verdict(summary, spec_hint: str) -> None:
+    """The configurations' statistics as a table, then what may be concluded from them."""
+    ranking, comparison = summary.ranking, summary.verdict.comparison
+    if not ranking.empty:
+        view = Table(title=f"completed configurations by {comparison.objective.label} (values in %)")
+        for column in [
+            *comparison.params,
+            "n_seeds",
+            "mean",
+            "95% interval",
+            "diff_vs_best",
+            "p_adj",
+            "tied",
+        ]:
+            view.add_column(column, justify="right")
+        for i, row in enumerate(ranking.head(15).itertuples(index=False)):
+            values = row._asdict()
+            interval = f"[{100 * values['ci_low']:.2f}, {100 * values['ci_high']:.2f}]"
+            p = values["p_adj"]
+            view.add_row(
+                *(escape(str(values[p_])) for p_ in comparison.params),
+                str(values["n_seeds"]),
+                f"{100 * values['mean']:.2f}",
+                "n/a" if values["n_seeds"] < 2 else interval,
+                "-" if i == 0 else f"{100 * values['diff_vs_best']:+.2f}",
+                "-" if i == 0 else ("n/a" if p != p else f"{p:.3g}"),
+                comparison.reference if i == 0 else ("yes" if values["tied_with_best"] else "no"),
+            )
+        console.print(view)
+    for line in summary.verdict.lines(spec_hint):
+        console.print(escape(line), soft_wrap=True)
 
 
-def _print_outcome(outcome) -> None:
+def _print_outcome(outcome, spec_hint: str = "the spec") -> None:
     counts = outcome.summary.counts
     console.print(
-        f"\nfinished in {outcome.wall_s:.0f}s: {counts['completed']} completed, {counts['pruned']} pruned "
-        f"(by the Optuna pruner), {counts['failed']} failed; base session trained {outcome.base_trainings} "
-        f"time(s) for the whole sweep"
+        f"\nfinished in {outcome.wall_s:.0f}s: {counts['completed']} runs completed, "
+        f"{counts['pruned']} pruned (by the Optuna pruner), {counts['failed']} failed; "
+        f"base session trained {outcome.base_trainings} time(s) for the whole sweep",
+        soft_wrap=True,
     )
-    _print_ranking(outcome.summary)
-    best = outcome.summary.best
-    if best:
-        params = ", ".join(f"{k}={v}" for k, v in best.items() if k in outcome.summary.params)
-        console.print(f"best configuration: {params}")
+    _print_verdict(outcome.summary, spec_hint)
     console.print(
         f"results: {outcome.results_dir}  (pandas.read_parquet('{outcome.results_dir / 'sessions'}'); "
-        f"optuna study: {outcome.results_dir / 'optuna.journal'})"
+        f"optuna study: {outcome.results_dir / 'optuna.journal'})",
+        soft_wrap=True,
     )

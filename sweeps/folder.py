@@ -24,8 +24,9 @@ TUNE_DIR = "tune"
 BASE_DIR = "base"
 # 1: folders written before the marker existed (no node_id, no started_at_session columns).
 # 2: adds the marker, node_id and started_at_session.
-RESULTS_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+# 3: the Optuna journal holds one trial per configuration plus one study of runs per seed (Parquet as 2).
+RESULTS_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 
 
 def sweep_location(spec: SweepSpec, results_root: str | os.PathLike | None = None) -> Location:

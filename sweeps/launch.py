@@ -36,7 +36,7 @@ from .pruning import OptunaPruningScheduler
 from .searcher import OptunaSweepSearcher
 from .spec import SpecError, SweepSpec
 from .storage import Location
-from .study import STUDY_FILE, StudyRef
+from .study import STUDY_FILE, SweepStudies
 from .summary import SweepSummary, summarize
 from .trainable import ckpd_trainable
 
@@ -182,10 +182,10 @@ def _train_base(config, base_dir: Location, threads: int) -> bool:
 
 def _tuner_parts(spec: SweepSpec, results_dir: Location, progress: ProgressPrinter):
     num_sessions = _num_sessions(spec)
-    study = StudyRef(results_dir / STUDY_FILE, spec.name, spec.mode)
-    searcher = OptunaSweepSearcher(spec, study, num_sessions)
-    scheduler = OptunaPruningScheduler(spec, study, num_sessions)
-    callback = SweepResultsCallback(results_dir, spec.name, study, num_sessions, progress)
+    studies = SweepStudies(results_dir / STUDY_FILE, spec.name, spec.mode)
+    searcher = OptunaSweepSearcher(spec, studies, num_sessions)
+    scheduler = OptunaPruningScheduler(spec, studies, num_sessions)
+    callback = SweepResultsCallback(results_dir, spec.name, studies, num_sessions, progress)
     return num_sessions, searcher, scheduler, callback
 
 
@@ -234,7 +234,7 @@ def launch(
     try:
         started_ray = _init_ray(address, num_cpus)
         start_registry(results_dir / BASE_DIR)
-        progress = ProgressPrinter(spec.metric, spec.mode, quiet=quiet)
+        progress = ProgressPrinter(spec.objective, spec.mode, quiet=quiet)
         num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress)
         progress.total = searcher.total_trials
         wait_for_bases = (

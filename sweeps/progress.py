@@ -1,4 +1,8 @@
-"""Live progress of a sweep on the terminal: each session report, trial counts, the best trial so far."""
+"""Live progress of a sweep on the terminal: each session report, run counts, the leading run so far.
+
+The leading run is one run's objective, not a verdict: the verdict (with every configuration's seeds,
+intervals and ties) is printed when the sweep ends and by ``ckpd-sweep status``.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,22 @@ from typing import Any
 
 from rich.console import Console
 
+from .objective import Objective
+from .results import STATUSES
 from .trainable import BOOKKEEPING
-
-_STATUSES = ("completed", "pruned", "failed")
 
 
 class ProgressPrinter:
     """Receives the results callback's events and prints one line each (picklable, console made lazily)."""
 
-    def __init__(self, metric: str, mode: str, quiet: bool = False, total: int | None = None) -> None:
-        self.metric, self.mode, self.quiet, self.total = metric, mode, quiet, total
+    def __init__(
+        self, objective: Objective, mode: str, quiet: bool = False, total: int | None = None
+    ) -> None:
+        self.objective, self.mode, self.quiet, self.total = objective, mode, quiet, total
         self.started: set[str] = set()
-        self.counts = dict.fromkeys(_STATUSES, 0)
-        self.last_value: dict[str, float] = {}
-        self.best: tuple[float, str] | None = None
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.history: dict[str, list[dict[str, Any]]] = {}
+        self.leader: tuple[float, str] | None = None
         self._console: Console | None = None
 
     def __getstate__(self) -> dict:
@@ -34,37 +40,42 @@ class ProgressPrinter:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message)
+            self.console.print(message, soft_wrap=True)
 
     def __call__(self, event: str, payload: dict[str, Any]) -> None:
         trial_id = payload["trial_id"]
         label = _label(payload["config"])
         if event == "session":
             self.started.add(trial_id)
-            value = payload.get(self.metric)
-            self.last_value[trial_id] = value
-            self.note(f"  {trial_id} {label}: session {payload['session']} {self.metric} {_fmt(value)}")
+            self.history.setdefault(trial_id, []).append(payload)
+            value = payload.get(self.objective.metric)
+            self.note(
+                f"  {trial_id} {label}: session {payload['session']} {self.objective.metric} {_fmt(value)}"
+            )
             return
         self.counts[event] += 1
         detail = ""
-        if event == "completed":
-            value = self.last_value.get(trial_id, math.nan)
-            better = self.best is None or (
-                value > self.best[0] if self.mode == "max" else value < self.best[0]
+        rows = self.history.pop(trial_id, [])
+        if event == "completed" and rows:
+            value = self.objective.of_rows(rows)
+            ahead = self.leader is None or (
+                value > self.leader[0] if self.mode == "max" else value < self.leader[0]
             )
-            if not math.isnan(value) and better:
-                self.best = (value, label)
+            if not math.isnan(value) and ahead:
+                self.leader = (value, label)
         elif event == "pruned":
             detail = f" at session {payload.get('pruned_at_session')}"
         elif event == "failed":
             detail = f": {payload.get('error')}"
         finished = sum(self.counts.values())
         running = max(0, len(self.started) - finished)
-        best = f"{self.best[1]} ({self.metric} {_fmt(self.best[0])})" if self.best else "none yet"
-        of = f" of {self.total}" if self.total else ""
+        leader = (
+            f"{self.leader[1]} ({self.objective.label} {_fmt(self.leader[0])})" if self.leader else "none yet"
+        )
+        of = f" of at most {self.total}" if self.total else ""
         counts = " | ".join(f"{status} {n}" for status, n in self.counts.items())
         head = f"[bold]{trial_id} {event}{detail}[/bold]"
-        self.note(f"{head}  running {running} | {counts}{of}  best so far: {best}")
+        self.note(f"{head}  running {running} | {counts}{of}  leading run: {leader}")
 
 
 def _label(config: dict[str, Any]) -> str:

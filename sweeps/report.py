@@ -1,4 +1,5 @@
-"""PNG figures of a sweep: accuracy per session by parameter value, and every trial's curve by status."""
+"""PNG figures of a sweep: the objective per configuration with its interval, accuracy per session by
+parameter value, and every run's curve by status."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -13,11 +15,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .results import TRIAL_KEY, param_columns
-from .tables import value_label
+from .objective import Objective
+from .results import TRIAL_KEY, param_columns, value_label
+from .statistics import Comparison, compare, run_values
 
 FIGSIZE = (8.0, 5.0)
 DPI = 100
+# The objective figure: the best (or baseline), the configurations tied with it, those set apart.
+VERDICT_COLORS = {"best": "tab:green", "tied": "tab:blue", "different": "tab:red"}
 # "running": a run with session rows but no trial row yet (the sweep is still going).
 STATUS_COLORS = {
     "completed": "tab:blue",
@@ -88,17 +93,63 @@ def _pruning(sessions: pd.DataFrame, trials: pd.DataFrame, figsize: tuple[float,
     return fig
 
 
+def _objective(comparison: Comparison, figsize: tuple[float, float], dpi: int) -> Figure:
+    """A forest plot: each completed configuration's mean objective over seeds with its 95% interval,
+    the best first and marked, ties and significantly different ones in their own colours."""
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    table = comparison.table
+    ax.set(title=f"{comparison.objective.label} per configuration (mean and 95% interval over seeds)")
+    ax.set_xlabel(f"{comparison.objective.label} (%)")
+    if table.empty:
+        ax.text(0.5, 0.5, "no completed configuration yet", ha="center", transform=ax.transAxes)
+        return fig
+    y = np.arange(len(table))[::-1]
+    drawn: dict[str, None] = {}
+    for i, row in enumerate(table.itertuples(index=False)):
+        kind = "best" if i == 0 else ("tied" if row.tied_with_best else "different")
+        drawn[kind] = None
+        mean, low, high = 100 * row.mean, 100 * row.ci_low, 100 * row.ci_high
+        color = VERDICT_COLORS[kind]
+        if not math.isnan(low):
+            ax.errorbar(mean, y[i], xerr=[[mean - low], [high - mean]], fmt="none", color=color, capsize=4)
+        ax.plot(mean, y[i], "D" if i == 0 else "o", color=color, markersize=8)
+    ax.axvline(100 * table["mean"].iloc[0], color=VERDICT_COLORS["best"], linestyle="--", linewidth=1)
+    ax.set_yticks(y, [f"{comparison.label(i)} (n={n})" for i, n in enumerate(table["n_seeds"])])
+    ax.set_ylim(-0.6, len(table) - 0.4)
+    reference = "best" if comparison.reference == "best" else "baseline"
+    names = {"best": reference, "tied": f"tied with the {reference}", "different": "significantly different"}
+    handles = [
+        Line2D([], [], color=VERDICT_COLORS[k], marker="o", linestyle="", label=names[k]) for k in drawn
+    ]
+    ax.legend(handles=handles, loc="best")
+    if table["n_seeds"].max() < 2:
+        ax.text(
+            0.5,
+            0.02,
+            "one seed per configuration: no interval, no difference can be claimed",
+            ha="center",
+            transform=ax.transAxes,
+        )
+    return fig
+
+
 def plot_report(
     sessions: pd.DataFrame,
     trials: pd.DataFrame,
     out_dir: str | os.PathLike,
     param: str | None = None,
     *,
+    objective: Objective | None = None,
+    mode: str = "max",
     figsize: tuple[float, float] = FIGSIZE,
     dpi: int = DPI,
 ) -> list[Path]:
-    """Write ``accuracy_per_session.png`` (by value of ``param``, default the first swept parameter) and
-    ``pruning.png`` into ``out_dir``; each is ``figsize`` inches at ``dpi``. Returns the paths written."""
+    """Write ``objective.png`` (the forest plot of ``objective``, default avg val_acc_all, over the
+    completed configurations), ``accuracy_per_session.png`` (by value of ``param``, default the first
+    swept parameter) and ``pruning.png`` into ``out_dir``; each is ``figsize`` inches at ``dpi``.
+    Returns the paths written."""
     params = param_columns(sessions, trials)
     if param is None:
         param = params[0] if params else None
@@ -106,7 +157,10 @@ def plot_report(
         raise ValueError(f"unknown parameter {param!r}; choose one of: {', '.join(params) or '(none)'}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    objective = objective or Objective()
+    runs = run_values(sessions, trials, objective)
     figures = {
+        "objective.png": _objective(compare(runs, objective=objective, mode=mode), figsize, dpi),
         "accuracy_per_session.png": _accuracy_per_session(sessions, trials, param, figsize, dpi),
         "pruning.png": _pruning(sessions, trials, figsize, dpi),
     }

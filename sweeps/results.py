@@ -9,6 +9,7 @@ and on read. The folder may be local or on any pyarrow filesystem URI.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import subprocess
@@ -107,6 +108,13 @@ def param_columns(*frames: pd.DataFrame) -> list[str]:
     contract = set(SESSION_COLUMNS) | set(TRIAL_COLUMNS)
     names = [c for frame in frames for c in frame.columns if c not in contract]
     return list(dict.fromkeys(names))
+
+
+def value_label(value: Any) -> str:
+    """A parameter value as a table header or legend entry: ``none`` when missing, floats without noise."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class ResultsStore:

@@ -35,6 +35,8 @@ from ckpd_core import (
 from ckpd_core.data import check_data_root, count_sessions
 from ckpd_core.models.backbone import create_backbone
 
+from .objective import DEFAULT_OBJECTIVE, OBJECTIVES, Objective
+
 ALGORITHMS = ("grid", "random", "optuna")
 MODES = ("max", "min")
 METRICS = SESSION_METRICS + tuple(f"val_{name}" for name in SESSION_METRICS)
@@ -63,6 +65,7 @@ TOP_LEVEL_KEYS = (
     "search",
     "pruner",
     "metric",
+    "objective",
     "mode",
     "num_samples",
     "seeds",
@@ -188,11 +191,16 @@ Domain = Choice | Grid | IntRange | Uniform | LogUniform
 
 @dataclass
 class SearchSpec:
-    """How non-grid values are chosen; ``sampler`` and ``sampler_args`` apply to ``optuna`` only."""
+    """How non-grid values are chosen; ``sampler`` and ``sampler_args`` apply to ``optuna`` only.
+
+    ``seed`` seeds the sampler (default: the sweep's first trial seed), so a search can be repeated
+    with another sampler seed to check that its conclusions do not depend on the path it took.
+    """
 
     algorithm: str = "optuna"
     sampler: str = "tpe"
     sampler_args: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
 
     def build_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         with warnings.catch_warnings():  # qmc and gp are "experimental"
@@ -200,9 +208,15 @@ class SearchSpec:
             return SAMPLERS[self.sampler](seed=seed, **self.sampler_args)
 
     def to_dict(self) -> dict[str, Any]:
+        seed = {} if self.seed is None else {"seed": self.seed}
         if self.algorithm != "optuna":
-            return {"algorithm": self.algorithm}
-        return {"algorithm": self.algorithm, "sampler": self.sampler, "sampler_args": dict(self.sampler_args)}
+            return {"algorithm": self.algorithm, **seed}
+        return {
+            "algorithm": self.algorithm,
+            "sampler": self.sampler,
+            "sampler_args": dict(self.sampler_args),
+            **seed,
+        }
 
 
 @dataclass
@@ -219,6 +233,15 @@ class PrunerSpec:
         with warnings.catch_warnings():  # patient and wilcoxon are "experimental": noise, not news
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return PRUNERS[self.name](**args)
+
+    @property
+    def judges_best_so_far(self) -> bool:
+        """Whether the pruner (or the one ``patient`` wraps) judges a trial by its best value over all
+        steps rather than its current one: Optuna's median and percentile pruners."""
+        wrapped = self.args.get("wrapped_pruner")
+        if self.name == "patient":
+            return isinstance(wrapped, PrunerSpec) and wrapped.judges_best_so_far
+        return self.name in ("median", "percentile")
 
     def to_dict(self) -> dict[str, Any]:
         args = {k: v.to_dict() if isinstance(v, PrunerSpec) else v for k, v in self.args.items()}
@@ -237,6 +260,7 @@ class SweepSpec:
     search: SearchSpec = field(default_factory=SearchSpec)
     pruner: PrunerSpec | None = None
     metric: str = "val_acc_all"
+    objective: Objective = field(default_factory=Objective)
     mode: str = "max"
     num_samples: int = 1
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -257,9 +281,14 @@ class SweepSpec:
     def build_pruner(self) -> optuna.pruners.BasePruner:
         return self.pruner.build() if self.pruner else optuna.pruners.NopPruner()
 
-    def build_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+    @property
+    def sampler_seed(self) -> int:
+        """The seed of the search's sampler: ``search.seed``, else the first trial seed."""
+        return self.seeds[0] if self.search.seed is None else self.search.seed
+
+    def build_sampler(self) -> optuna.samplers.BaseSampler:
         """The Optuna sampler of an ``optuna`` search, seeded for reproducible suggestions."""
-        return self.search.build_sampler(seed)
+        return self.search.build_sampler(self.sampler_seed)
 
     def trial_config(self, params: dict[str, Any], seed: int) -> TrialConfig:
         """The trial's own copy of the fixed settings, with the sampled ``params`` and ``seed`` on top."""
@@ -276,6 +305,7 @@ class SweepSpec:
                 "search": self.search.to_dict(),
                 "pruner": self.pruner.to_dict() if self.pruner else None,
                 "metric": self.metric,
+                "objective": self.objective.kind,
                 "mode": self.mode,
                 "num_samples": self.num_samples,
                 "seeds": self.seeds,
@@ -336,6 +366,17 @@ def parse_spec(data: Any, path: str | Path | None = None, name_default: str | No
     metric = data.get("metric", "val_acc_all")
     if metric not in METRICS:
         raise check.fail("metric", f"{metric!r} is not a session metric; choose one of {', '.join(METRICS)}")
+    kind = data.get("objective", DEFAULT_OBJECTIVE)
+    if kind not in OBJECTIVES:
+        raise check.fail(
+            "objective",
+            f"{kind!r} is unknown; choose avg (mean of the metric over all sessions, the default), "
+            "last (the final session) or hm (harmonic mean of base and novel accuracy at the end)",
+        )
+    try:
+        objective = Objective(kind, metric)
+    except ValueError as exc:
+        raise check.fail("objective", str(exc)) from None
     mode = data.get("mode", "max")
     if mode not in MODES:
         raise check.fail("mode", f"{mode!r} is not allowed; choose max or min")
@@ -365,6 +406,7 @@ def parse_spec(data: Any, path: str | Path | None = None, name_default: str | No
         search=search,
         pruner=pruner,
         metric=metric,
+        objective=objective,
         mode=mode,
         num_samples=num_samples,
         seeds=seeds,
@@ -491,16 +533,19 @@ def _parse_domain(raw: Any, key: str, check: _Checker) -> Domain:
 
 
 def _parse_search(raw: Any, check: _Checker) -> SearchSpec:
-    data = check.mapping(raw, "search", ("algorithm", "sampler", "sampler_args"))
+    data = check.mapping(raw, "search", ("algorithm", "sampler", "sampler_args", "seed"))
     algorithm = data.get("algorithm", "optuna")
     if algorithm not in ALGORITHMS:
         allowed = ", ".join(ALGORITHMS)
         raise check.fail("search.algorithm", f"{algorithm!r} is unknown; choose one of {allowed}")
+    seed = data.get("seed")
+    if seed is not None:
+        check.integer(seed, "search.seed", low=0)
     if algorithm != "optuna":
         for key in ("sampler", "sampler_args"):
             if key in data:
                 raise check.fail(f"search.{key}", f"only applies to algorithm optuna, not {algorithm}")
-        return SearchSpec(algorithm)
+        return SearchSpec(algorithm, seed=seed)
     sampler = data.get("sampler", "tpe")
     if not isinstance(sampler, str) or sampler not in SAMPLERS:
         raise check.fail("search.sampler", f"{sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
@@ -512,13 +557,13 @@ def _parse_search(raw: Any, check: _Checker) -> SearchSpec:
     accepted = [p for p in inspect.signature(cls).parameters if p != "seed"]
     for arg in args:
         if arg == "seed":
-            raise check.fail("search.sampler_args.seed", "the sampler seed comes from the trial seeds")
+            raise check.fail("search.sampler_args.seed", "set the sampler's seed as search.seed")
         if arg not in accepted:
             raise check.fail(
                 f"search.sampler_args.{arg}",
                 f"not an argument of optuna.samplers.{cls.__name__}; arguments: {', '.join(accepted)}",
             )
-    search = SearchSpec(algorithm, sampler, args)
+    search = SearchSpec(algorithm, sampler, args, seed)
     try:
         search.build_sampler()
     except (ValueError, TypeError) as exc:

@@ -1,7 +1,13 @@
-"""The sweep's Optuna study, persisted as a journal in the results folder (local or on a URI).
+"""The sweep's Optuna studies, kept as one journal in the results folder (local or on a URI).
 
-The searcher, the pruning scheduler and the results callback each hold a ``StudyRef`` and reopen the
-study after Ray pickles them, so their view of a trial's state is always the journal's.
+- The sweep's study (named after the sweep) holds one trial per configuration; its value is the
+  objective averaged over the configuration's seeds, and it is what the sampler learns from.
+- One study per seed (``<sweep>:seed-<s>``) holds one trial per run of a configuration with that
+  seed, with the objective's partial value after every session as intermediate values: the pruner
+  compares a run only with the runs of its own seed (same base session, same replay draw).
+
+The searcher, the pruning scheduler and the results callback each hold a ``SweepStudies`` and reopen
+the studies after Ray pickles them, so their view of a trial's state is always the journal's.
 """
 
 from __future__ import annotations
@@ -18,8 +24,13 @@ from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 
 from .storage import Location
 
-OPTUNA_NUMBER = "optuna_trial"  # config key carrying a Tune trial's Optuna trial number
+OPTUNA_NUMBER = "optuna_trial"  # config key: the configuration's trial number in the sweep's study
+RUN_NUMBER = "run_trial"  # config key: the run's trial number in the study of its seed
 STUDY_FILE = "optuna.journal"
+SEED_STUDY = "{sweep}:seed-{seed}"
+# User attributes of a run trial (besides the per-session values of the objective's columns).
+SEED, CONFIG, TUNE_TRIAL = "seed", "configuration", "tune_trial_id"
+PRUNED_AT, COMPARED_WITH, PRUNED_BY_SEED = "pruned_at_session", "compared_with", "pruned_by_seed"
 
 
 class ObjectJournalBackend(BaseJournalBackend):
@@ -52,21 +63,28 @@ def journal_storage(location: Location) -> JournalStorage:
 
 @dataclass
 class StudyRef:
-    """Where the study lives and how to open it; the opened study is not pickled."""
+    """Where one study lives and how to open it; the opened study is not pickled."""
 
     location: Location
     name: str
     direction: str
+    _storage: JournalStorage | None = field(default=None, repr=False, compare=False)
     _study: optuna.Study | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.location = Location.of(self.location)
 
+    @property
+    def storage(self) -> JournalStorage:
+        if self._storage is None:
+            self._storage = journal_storage(self.location)
+        return self._storage
+
     def open(self, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
         if self._study is None or sampler is not None:
             self._study = optuna.create_study(
                 study_name=self.name,
-                storage=journal_storage(self.location),
+                storage=self.storage,
                 direction="maximize" if self.direction == "max" else "minimize",
                 sampler=sampler,
                 load_if_exists=True,
@@ -81,11 +99,54 @@ class StudyRef:
         return self.study.get_trials(deepcopy=False)[number]
 
     def __getstate__(self) -> dict:
-        return {"location": self.location, "name": self.name, "direction": self.direction, "_study": None}
+        return {"location": self.location, "name": self.name, "direction": self.direction}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
 
 
-def load_study(results_dir: str | os.PathLike | Location) -> optuna.Study:
-    """Open the Optuna study of a sweep's results folder (for ``optuna-dashboard`` or analysis)."""
+@dataclass
+class SweepStudies:
+    """The sweep's study of configurations and, opened on demand, the study of each seed's runs."""
+
+    location: Location
+    name: str
+    direction: str
+    _runs: dict[int, StudyRef] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.location = Location.of(self.location)
+        self.configs = StudyRef(self.location, self.name, self.direction)
+
+    def runs(self, seed: int) -> StudyRef:
+        """The study of the runs with ``seed`` (sharing the journal's storage with the others)."""
+        if seed not in self._runs:
+            name = SEED_STUDY.format(sweep=self.name, seed=seed)
+            # one journal for all the studies, read and locked through one storage
+            self._runs[seed] = StudyRef(self.location, name, self.direction, self.configs.storage)
+        return self._runs[seed]
+
+    def __getstate__(self) -> dict:
+        return {"location": self.location, "name": self.name, "direction": self.direction}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+
+def history(run: optuna.trial.FrozenTrial, columns: Iterable[str]) -> dict[str, list[float]]:
+    """A run's value of each column at every session reported so far (kept as its user attributes)."""
+    return {column: list(run.user_attrs.get(column, [])) for column in columns}
+
+
+def load_study(results_dir: str | os.PathLike | Location, seed: int | None = None) -> optuna.Study:
+    """Open a sweep's study of configurations, or with ``seed`` the study of that seed's runs (for
+    ``optuna-dashboard`` or analysis)."""
     storage = journal_storage(Location.of(results_dir) / STUDY_FILE)
     names = optuna.get_all_study_names(storage)
-    return optuna.load_study(study_name=names[0], storage=storage)
+    sweeps = [name for name in names if ":seed-" not in name] or names
+    if not sweeps:
+        raise ValueError(f"{results_dir} holds no Optuna study yet")
+    name = sweeps[0] if seed is None else SEED_STUDY.format(sweep=sweeps[0], seed=seed)
+    if name not in names:
+        raise ValueError(f"{results_dir} has no runs with seed {seed}")
+    return optuna.load_study(study_name=name, storage=storage)

@@ -1,52 +1,50 @@
-"""What a sweep has produced so far: trial counts by status and the best configuration.
+"""What a sweep has produced so far: run counts by status and the verdict on its configurations.
 
-The best configuration is chosen only among trials that completed every session, by the spec's
-metric at the final session, averaged over the seeds of each configuration.
+Only runs that completed every session count towards the verdict; each configuration's value is
+the spec's objective averaged over its distinct seeds (see ``statistics``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from .results import STATUSES, param_columns, read_sessions, read_trials
+from .results import STATUSES, read_sessions, read_trials
 from .spec import SweepSpec
+from .statistics import Verdict, compare, run_values, verdict
+from .storage import Location
 
 
 @dataclass
 class SweepSummary:
     counts: dict[str, int]
-    ranking: pd.DataFrame = field(repr=False)
-    metric: str = "val_acc_all"
+    verdict: Verdict
     sessions_written: int = 0
     started: int = 0  # (trial, seed) pairs with at least one session row
-    params: list[str] = field(default_factory=list)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
-    def best(self) -> dict | None:
+    def ranking(self) -> pd.DataFrame:
+        """Every completed configuration with its statistics, the highest objective first."""
+        return self.verdict.table
+
+    @property
+    def params(self) -> list[str]:
+        return self.verdict.comparison.params
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The configuration with the best mean objective (a claim only with its ties: see ``verdict``)."""
         return None if self.ranking.empty else self.ranking.head(1).to_dict("records")[0]
 
 
-def summarize(results_dir: str | Path, spec: SweepSpec) -> SweepSummary:
+def summarize(results_dir: str | Path | Location, spec: SweepSpec) -> SweepSummary:
     sessions, trials = read_sessions(results_dir), read_trials(results_dir)
     counts = {status: int((trials.status == status).sum()) for status in STATUSES}
     started = sessions.groupby(["trial_id", "seed"]).ngroups if len(sessions) else 0
-    params = [p for p in param_columns(sessions, trials) if p in trials.columns]
-    done = trials[trials.status == "completed"][["trial_id", "seed", *params]]
-    if done.empty or sessions.empty:
-        return SweepSummary(counts, pd.DataFrame(), spec.metric, len(sessions), started, params)
-    last = sessions.sort_values("session").groupby(["trial_id", "seed"]).tail(1)
-    final = done.merge(last[["trial_id", "seed", spec.metric]], on=["trial_id", "seed"])
-    keys = [p for p in params if final[p].notna().any()]
-    grouped = (
-        final.groupby(keys, dropna=False)[spec.metric]
-        if keys
-        else final.assign(_all=0).groupby("_all")[spec.metric]
-    )
-    ranking = grouped.agg(["mean", "std", "count"]).reset_index()
-    ranking = ranking.rename(columns={"mean": spec.metric, "std": f"{spec.metric}_std", "count": "runs"})
-    ranking = ranking.sort_values(spec.metric, ascending=spec.mode == "min").reset_index(drop=True)
-    ranking = ranking.drop(columns=["_all"], errors="ignore")
-    return SweepSummary(counts, ranking, spec.metric, len(sessions), started, keys)
+    runs = run_values(sessions, trials, spec.objective)
+    comparison = compare(runs, objective=spec.objective, mode=spec.mode)
+    return SweepSummary(counts, verdict(runs, comparison, trials), len(sessions), started, runs)

@@ -15,9 +15,9 @@ from ray import tune
 from ckpd_core import TrialConfig, run_trial
 
 from .base_cache import ensure_base_session
-from .study import OPTUNA_NUMBER
+from .study import OPTUNA_NUMBER, RUN_NUMBER
 
-BOOKKEEPING = (OPTUNA_NUMBER, "seed")
+BOOKKEEPING = (OPTUNA_NUMBER, RUN_NUMBER, "seed")
 
 
 def trial_config_from(config: dict[str, Any], fixed: dict[str, Any]) -> TrialConfig:

@@ -97,7 +97,7 @@ def tiny_spec(cache: str, name: str, **changes) -> dict:
         },
         "space": {"lr": {"grid": [0.001, 0.5]}},
         "search": {"algorithm": "grid"},
-        "pruner": {"name": "median", "args": {"n_startup_trials": 2, "n_warmup_steps": 1}},
+        "pruner": {"name": "median", "args": {"n_startup_trials": 1, "n_warmup_steps": 1}},
         "seeds": [0, 1],
         "max_concurrent": 1,
         "max_failures": 0,

@@ -158,6 +158,27 @@ BAD_SPECS = [
         "metric: accuracy\n",
         "metric: 'accuracy' is not a session metric; choose one of acc_all",
     ),
+    (
+        "unknown-objective",
+        "objective: mean\n",
+        "objective: 'mean' is unknown; choose avg (mean of the metric",
+    ),
+    (
+        "hm-of-a-metric-without-novel",
+        "metric: val_acc_new\nobjective: hm\n",
+        "objective: objective hm is the harmonic mean of base and novel accuracy, which exists for metric",
+    ),
+    ("negative-sampler-seed", "search: {seed: -1}\n", "search.seed: must be an integer >= 0, got -1"),
+    (
+        "sampler-seed-in-sampler-args",
+        "search: {sampler_args: {seed: 3}}\n",
+        "search.sampler_args.seed: set the sampler's seed as search.seed",
+    ),
+    (
+        "negative-base-seed",
+        "trial: {base_seed: -1}\n",
+        "trial.base_seed: base_seed=-1 must be an integer >= 0",
+    ),
     ("unknown-mode", "mode: maximize\n", "mode: 'maximize' is not allowed; choose max or min"),
     ("no-seeds", "seeds: []\n", "seeds: must be a non-empty list of integers, got a list ([])"),
     ("repeated-seed", "seeds: [0, 0]\n", "seeds[1]: seed 0 is listed twice"),
@@ -506,7 +527,6 @@ USAGE_ERRORS = [
     ("cpus-zero", ["launch", "spec.yaml", "--num-cpus", "0"], "Invalid value for '--num-cpus'"),
     ("cpus-negative", ["resume", "results/rank", "--num-cpus", "-2"], "Invalid value for '--num-cpus'"),
     ("cpus-not-a-number", ["launch", "spec.yaml", "--num-cpus", "two"], "Invalid value for '--num-cpus'"),
-    ("table-without-rows", ["table", "results/rank"], "Missing option '--rows'"),
     ("negative-digits", ["table", "results/rank", "--rows", "rank", "--digits", "-1"], "Invalid value for"),
 ]
 
@@ -531,6 +551,23 @@ BAD_TABLE_FLAGS = [
         "unknown-format",
         ["--rows", "rank", "--format", "html"],
         "--format 'html' is unknown; choose one of markdown",
+    ),
+    (
+        "unknown-objective",
+        ["--objective", "mean"],
+        "objective 'mean' is unknown; choose one of avg, last, hm",
+    ),
+    (
+        "baseline-not-swept",
+        ["--baseline", "lr=0.1"],
+        "--baseline lr: not a swept parameter; choose from rank",
+    ),
+    ("baseline-no-row", ["--baseline", "rank=64"], "--baseline rank=64 names no completed configuration"),
+    ("baseline-not-key-value", ["--baseline", "rank"], "--baseline 'rank': write key=value, e.g."),
+    (
+        "baseline-with-rows",
+        ["--rows", "rank", "--baseline", "rank=4"],
+        "--objective and --baseline apply to the configuration table: leave out --rows",
     ),
 ]
 

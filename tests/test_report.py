@@ -10,7 +10,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
-from sweeps.report import STATUS_COLORS, plot_report
+from sweeps.report import STATUS_COLORS, VERDICT_COLORS, plot_report
 from sweeps.results import read_sessions, read_trials
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -61,14 +61,26 @@ def has_colour(path, colour: str) -> bool:
 
 def test_figures_are_pngs_of_the_configured_size(tmp_path):
     paths = plot_report(*frames(), tmp_path / "report", figsize=(6.0, 4.0), dpi=50)
-    assert [p.name for p in paths] == ["accuracy_per_session.png", "pruning.png"]
+    assert [p.name for p in paths] == ["objective.png", "accuracy_per_session.png", "pruning.png"]
     for path in paths:
         data = path.read_bytes()
         assert len(data) > 1000 and png_size(data) == (300, 200)
 
 
+def test_objective_figure_marks_the_best_and_what_is_tied_or_set_apart(tmp_path):
+    sessions, trials = frames()
+    objective = plot_report(sessions, trials, tmp_path / "two-seeds")[0]
+    # rank 4 and rank 8 ran the same accuracies: tied, each with its interval over two seeds
+    assert has_colour(objective, VERDICT_COLORS["best"]) and has_colour(objective, VERDICT_COLORS["tied"])
+    assert not has_colour(objective, VERDICT_COLORS["different"])
+    worse = sessions.assign(acc_all=sessions.acc_all - 0.3 * (sessions["rank"] == 8))
+    worse = worse.assign(val_acc_all=worse.val_acc_all - 0.3 * (worse["rank"] == 8) + 0.001 * worse.seed)
+    apart = plot_report(worse, trials, tmp_path / "apart")[0]
+    assert has_colour(apart, VERDICT_COLORS["different"]) and not has_colour(apart, VERDICT_COLORS["tied"])
+
+
 def test_pruning_figure_colours_every_status_and_accuracy_figure_every_value(tmp_path):
-    accuracy, pruning = plot_report(*frames(), tmp_path)
+    _, accuracy, pruning = plot_report(*frames(), tmp_path)
     assert png_size(accuracy.read_bytes()) == png_size(pruning.read_bytes()) == (800, 500)  # the defaults
     for status in ("completed", "pruned", "failed"):
         assert has_colour(pruning, STATUS_COLORS[status]), status
@@ -81,10 +93,10 @@ def test_running_trials_and_empty_sweeps_still_give_figures(tmp_path):
     sessions, trials = frames()
     unfinished = trials[trials["status"] != "failed"]  # the failed run has sessions but no trial row yet
     running = plot_report(sessions, unfinished, tmp_path / "running", param="lr", dpi=60)
-    assert has_colour(running[1], STATUS_COLORS["running"])
+    assert has_colour(running[2], STATUS_COLORS["running"])
     nothing = tmp_path / "not-started"
     empty = plot_report(read_sessions(nothing), read_trials(nothing), tmp_path / "empty", dpi=40)
-    assert [png_size(p.read_bytes()) for p in empty] == [(320, 200)] * 2
+    assert [png_size(p.read_bytes()) for p in empty] == [(320, 200)] * 3
 
 
 def test_unknown_parameter_is_refused(tmp_path):

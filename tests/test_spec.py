@@ -87,9 +87,19 @@ def test_main_rank_spec():
     assert spec.name == "rank" and spec.trial["benchmark"] == "icons"
     assert spec.space == {"rank": Choice((2, 4, 8, 16, 32))}
     assert (spec.search.algorithm, spec.search.sampler) == ("optuna", "tpe")
-    assert (spec.pruner.name, spec.pruner.args) == ("median", {"n_startup_trials": 2, "n_warmup_steps": 1})
-    assert (spec.metric, spec.mode, spec.num_samples, spec.seeds) == ("val_acc_all", "max", 8, [0])
+    pruner_args = {"percentile": 75, "n_startup_trials": 2, "n_warmup_steps": 2}
+    assert (spec.pruner.name, spec.pruner.args) == ("percentile", pruner_args)
+    assert (spec.metric, spec.objective.kind, spec.mode, spec.num_samples) == ("val_acc_all", "avg", "max", 8)
+    assert spec.seeds == [0, 1, 2, 3, 4] and spec.trial["base_seed"] == 0  # seeds share one base session
     assert (spec.resources, spec.max_concurrent) == ({"cpu": 1, "gpu": 0}, 2)
+
+
+def test_shipped_specs_name_the_objective_and_run_several_seeds_on_a_shared_base_session():
+    for path in SHIPPED:
+        raw = yaml.safe_load(path.read_text())
+        spec = load_spec(path)
+        assert raw["objective"] == "avg" and len(spec.seeds) >= 3, path
+        assert spec.trial["base_seed"] == 0, path
 
 
 def test_variants_spec_runs_every_mode_over_three_seeds():
@@ -144,7 +154,7 @@ def test_grid_points_cross_every_grid_value(full_spec):
 
 
 def test_optuna_suggestions_stay_in_bounds(full_spec):
-    study = optuna.create_study(direction="minimize", sampler=full_spec.build_sampler(0))
+    study = optuna.create_study(direction="minimize", sampler=full_spec.build_sampler())
     for i in range(12):
         trial = study.ask()
         values = {k: d.to_optuna(trial, k) for k, d in full_spec.space.items()}
@@ -193,12 +203,13 @@ def _median_prunes_at(pruner: optuna.pruners.BasePruner, completed: int, step: i
 
 
 def test_build_pruner_applies_the_args():
-    spec = load_spec(REPO / "search_spaces" / "rank.yaml")  # median, n_startup_trials 2, n_warmup_steps 1
-    assert type(spec.build_pruner()) is optuna.pruners.MedianPruner
-    assert not _median_prunes_at(spec.build_pruner(), completed=2, step=0)  # warm-up session
-    assert _median_prunes_at(spec.build_pruner(), completed=2, step=1)
-    assert not _median_prunes_at(spec.build_pruner(), completed=1, step=1)  # too few finished trials
-    assert not _median_prunes_at(optuna.pruners.MedianPruner(), completed=2, step=1)  # defaults differ
+    spec = load_spec(REPO / "search_spaces" / "rank.yaml")  # percentile 75, n_startup_trials 2, warm-up 2
+    assert type(spec.build_pruner()) is optuna.pruners.PercentilePruner
+    assert spec.pruner.judges_best_so_far
+    assert not _median_prunes_at(spec.build_pruner(), completed=2, step=1)  # warm-up sessions
+    assert _median_prunes_at(spec.build_pruner(), completed=2, step=2)
+    assert not _median_prunes_at(spec.build_pruner(), completed=1, step=2)  # too few finished runs
+    assert not _median_prunes_at(optuna.pruners.PercentilePruner(75), completed=2, step=2)  # defaults differ
 
 
 @pytest.mark.parametrize(
@@ -275,7 +286,7 @@ BAD = [
     ("search: {sampler: bogus}", "search.sampler", "tpe, random, cmaes, qmc, gp"),
     ("search: {algorithm: random, sampler: tpe}", "search.sampler", "only applies to algorithm optuna"),
     ("search: {sampler_args: {n_startup: 3}}", "search.sampler_args.n_startup", "TPESampler"),
-    ("search: {sampler_args: {seed: 3}}", "search.sampler_args.seed", "seeds"),
+    ("search: {sampler_args: {seed: 3}}", "search.sampler_args.seed", "search.seed"),
     ("search: {sampler: qmc, sampler_args: {qmc_type: bogus}}", "search.sampler_args.qmc_type", "halton"),
     ("space: {layer_patterns: {choice: [[a.*], [b.*]]}}", "space.layer_patterns", "grid instead"),
     ("pruner: {name: asha}", "pruner.name", "median, percentile, successive_halving, hyperband"),
@@ -358,5 +369,5 @@ def test_missing_spec_file(tmp_path):
 def test_valid_spec_creates_no_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = load_spec(write(tmp_path, FULL_SPEC, "full.yaml"))
-    spec.build_pruner(), spec.build_sampler(1), sweep_location(spec)
+    spec.build_pruner(), spec.build_sampler(), sweep_location(spec)
     assert [p.name for p in tmp_path.iterdir()] == ["full.yaml"]

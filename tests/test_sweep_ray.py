@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from sweeps.cli import app
 from sweeps.launch import launch
 from sweeps.results import read_sessions, read_trials
 from sweeps.spec import parse_spec
+from sweeps.statistics import STAT_COLUMNS
 from sweeps.storage import Location
 from sweeps.study import load_study
 
@@ -45,43 +47,43 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def pruned_sweep(ray_cluster, icons_cache, tmp_path_factory):
-    """A grid over a good and a destructive learning rate, two seeds, run one trial at a time."""
+    """A grid over a good and a destructive learning rate, seeds 1 then 0, one run at a time."""
     root = tmp_path_factory.mktemp("results")
-    outcome = launch(parse_spec(tiny_spec(icons_cache, "lr")), root, quiet=True)
+    outcome = launch(parse_spec(tiny_spec(icons_cache, "lr", seeds=[1, 0])), root, quiet=True)
     return outcome
 
 
-def test_pruned_trials_are_pruned_in_parquet_and_optuna_and_never_best(pruned_sweep):
+def test_pruned_runs_are_pruned_in_parquet_and_optuna_and_never_best(pruned_sweep):
     trials = read_trials(pruned_sweep.results_dir)
-    assert len(trials) == 4
     good, bad = trials[trials.lr == 0.001], trials[trials.lr == 0.5]
-    assert set(good.status) == {"completed"}
-    assert set(bad.status) == {"pruned"}
-    assert set(bad.pruned_at_session) == {1}
+    assert sorted(good.seed) == [0, 1] and set(good.status) == {"completed"}
+    # the bad configuration is pruned on seed 1, its first; its seed 0 never starts
+    assert bad.seed.tolist() == [1] and bad.status.tolist() == ["pruned"]
+    assert bad.pruned_at_session.tolist() == [1]
     assert bad.last_acc.isna().all() and good.last_acc.notna().all()
     study = load_study(pruned_sweep.results_dir)
-    states = {t.params["lr"]: set() for t in study.trials}
-    for t in study.trials:
-        states[t.params["lr"]].add(t.state)
-    assert states == {0.001: {TrialState.COMPLETE}, 0.5: {TrialState.PRUNED}}
+    assert {t.params["lr"]: t.state for t in study.trials} == {
+        0.001: TrialState.COMPLETE,
+        0.5: TrialState.PRUNED,
+    }
     assert study.best_trial.params["lr"] == 0.001
     assert pruned_sweep.summary.best["lr"] == 0.001
-    assert pruned_sweep.summary.counts == {"completed": 2, "pruned": 2, "failed": 0}
+    assert pruned_sweep.summary.counts == {"completed": 2, "pruned": 1, "failed": 0}
     assert pruned_sweep.base_trainings == 2  # one base session per seed, shared by both lr values
 
 
-def test_every_reported_session_has_exactly_one_row(pruned_sweep):
-    sessions = read_sessions(pruned_sweep.results_dir)
-    trials = read_trials(pruned_sweep.results_dir)
-    assert not sessions.duplicated(["trial_id", "seed", "session"]).any()
-    for _, trial in trials.iterrows():
-        mine = sessions[(sessions.trial_id == trial.trial_id) & (sessions.seed == trial.seed)]
-        expected = NUM_SESSIONS if trial.status == "completed" else int(trial.pruned_at_session) + 1
-        assert sorted(mine.session) == list(range(expected))
-        assert (mine.lr == trial.lr).all() and set(mine.sweep) == {"lr"}
-    assert trials.base_key.nunique() == 2 and trials.git_commit.notna().all()
-    base0 = sessions[(sessions.session == 0)].groupby("seed").val_acc_all.nunique()
-    assert (base0 == 1).all()  # both lr values start from the same shared base session
+def test_pruning_compares_a_run_only_with_runs_of_its_own_seed(pruned_sweep):
+    seed1 = load_study(pruned_sweep.results_dir, seed=1)
+    pruned = [t for t in seed1.trials if t.state == TrialState.PRUNED]
+    assert len(pruned) == 1 and pruned[0].params == {"lr": 0.5}
+    assert {t.user_attrs["seed"] for t in seed1.trials} == {1}
+    record = pruned[0].user_attrs["compared_with"]
+    good_seed1 = next(t for t in seed1.trials if t.params == {"lr": 0.001})
+    assert [(r["run"], r["seed"]) for r in record] == [(good_seed1.number, 1)]
+    assert record[0]["value"] == pytest.approx(good_seed1.intermediate_values[1])
+    # the completed seed-0 run of the same good configuration was never a comparison
+    seed0 = load_study(pruned_sweep.results_dir, seed=0)
+    assert [t.params for t in seed0.trials] == [{"lr": 0.001}]
 
 
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_cluster, icons_cache, tmp_path):
@@ -95,6 +97,38 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(ray_cluster, icons_cach
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
 
 
+def test_a_twin_sampled_while_its_original_runs_is_not_run_twice(ray_cluster, icons_cache, tmp_path):
+    """One configuration sampled three times, with three seeds on one shared base session and two slots:
+    the second and third samples come while the first is still running its seeds."""
+    spec = tiny_spec(
+        icons_cache,
+        "twins",
+        space={"rank": {"choice": [4]}},
+        search={"algorithm": "random"},
+        num_samples=3,
+        seeds=[0, 1, 2],
+        pruner=None,
+        max_concurrent=2,
+    )
+    spec["trial"]["base_seed"] = 0
+    outcome = launch(parse_spec(spec), tmp_path, quiet=True)
+    sessions, trials = read_sessions(outcome.results_dir), read_trials(outcome.results_dir)
+    assert len(trials) == 3 and set(trials.status) == {"completed"}
+    assert sessions.groupby(["rank", "seed"]).trial_id.nunique().tolist() == [1, 1, 1]
+    assert outcome.base_trainings == 1
+    base, last = sessions[sessions.session == 0], sessions[sessions.session == NUM_SESSIONS - 1]
+    assert base.val_acc_all.nunique() == 1  # one base session for the three seeds
+    assert last.groupby("seed").train_loss.first().nunique() == 3  # incremental sessions follow the seed
+    study = load_study(outcome.results_dir)
+    origin = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    twins = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert len(origin) == 1 and len(twins) == 2
+    assert {t.user_attrs["twin_state_when_sampled"] for t in twins} == {"running"}
+    assert [t.value for t in twins] == [origin[0].value] * 2
+    row = outcome.summary.ranking.iloc[0]
+    assert row.n_seeds == 3 and row["mean"] == pytest.approx(origin[0].value)
+
+
 def test_cli_table_status_report(pruned_sweep):
     path = str(pruned_sweep.results_dir)
     done = runner.invoke(app, ["table", path, "--rows", "lr", "--metric", "acc_all"])
@@ -102,14 +136,20 @@ def test_cli_table_status_report(pruned_sweep):
     lines = [line for line in done.output.splitlines() if line.startswith("|")]
     assert len(lines) == 3  # header, rule, one row: the pruned lr is not in the table
     assert "0.001" in lines[2] and "(n=2)" in lines[2]
+    done = runner.invoke(app, ["table", path, "--format", "csv"])
+    assert done.exit_code == 0, done.output
+    frame = pd.read_csv(io.StringIO(done.output))
+    assert list(frame.columns) == ["lr", *STAT_COLUMNS]
+    assert frame.lr.tolist() == [0.001] and frame.n_seeds.tolist() == [2]
     done = runner.invoke(app, ["table", path, "--rows", "rank"])
     assert done.exit_code == 2 and "rank" in done.output
     done = runner.invoke(app, ["status", path])
-    assert done.exit_code == 0 and "2 completed" in done.output and "2 pruned" in done.output
+    assert done.exit_code == 0 and "2 completed" in done.output and "1 pruned" in done.output
+    assert "one configuration completed (lr=0.001)" in done.output
     done = runner.invoke(app, ["report", path])
     assert done.exit_code == 0
     pngs = sorted(Path(path, "report").glob("*.png"))
-    assert [p.name for p in pngs] == ["accuracy_per_session.png", "pruning.png"]
+    assert [p.name for p in pngs] == ["accuracy_per_session.png", "objective.png", "pruning.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 

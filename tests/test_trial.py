@@ -99,6 +99,25 @@ def test_base_checkpoint_is_reused_and_checked(tiny_config, tmp_path):
         run_trial(tiny_config, base_checkpoint=path)
 
 
+def test_base_seed_shares_the_base_session_and_seed_drives_the_incremental_sessions(tiny_config, tmp_path):
+    assert (
+        tiny_config.replace(seed=3).base_session_key()
+        == tiny_config.replace(seed=0, base_seed=3).base_session_key()
+    )
+    shared = [tiny_config.replace(seed=seed, base_seed=0) for seed in (0, 1)]
+    assert shared[0].base_session_key() == shared[1].base_session_key() == tiny_config.base_session_key()
+    assert tiny_config.replace(seed=1).base_session_key() != tiny_config.base_session_key()
+    path = tmp_path / "base.pt"
+    first, second = (run_trial(config, base_checkpoint=path) for config in shared)
+    assert second.sessions[0]["trainable_params"] == 0  # seed 1 loaded seed 0's base session
+    assert first.sessions[0]["val_acc_all"] == second.sessions[0]["val_acc_all"]
+    losses = [
+        (a["train_loss"], b["train_loss"])
+        for a, b in zip(first.sessions[1:], second.sessions[1:], strict=True)
+    ]
+    assert all(a != b for a, b in losses)  # other replay draws and batches in every incremental session
+
+
 @pytest.mark.parametrize("mode", PEFT_MODES)
 def test_every_peft_mode_runs(tiny_config, shared_base, mode):
     result = run_trial(tiny_config.replace(peft_mode=mode), base_checkpoint=shared_base)
