@@ -6,7 +6,10 @@
 Each run is a full ``launch`` (local Ray, the spec's seeds and pruner) into its own results folder.
 Printed side by side: the verdict of each (the best and the configurations tied with it, those
 significantly worse, those pruned) and the compute each spent. The sets {best} + tied should agree:
-a conclusion that changes with the sampler's seed is the search's luck, not the method's.
+a conclusion that changes with the sampler's seed is the search's luck, not the method's. A
+configuration pruned in one run and compared in the other is no contradiction (pruned = not compared):
+the check is that both name the same best, and that no configuration both completed is tied with the
+best in one and significantly worse in the other.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+
+import optuna
 
 from sweeps.launch import launch
 from sweeps.results import read_trials
@@ -36,7 +41,9 @@ def run(spec_path: Path, sampler_seed: int, root: Path) -> dict:
     comparison = verdict.comparison
     labels = [comparison.label(i) for i in range(len(verdict.table))]
     tied = [labels[i] for i in verdict.tied.index]
+    status = {label: "tied" for label in tied} | {labels[i]: "worse" for i in verdict.separated.index}
     return {
+        "status": status,
         "best": labels[0] if labels else "-",
         "tied": tied,
         "worse": [labels[i] for i in verdict.separated.index],
@@ -58,6 +65,7 @@ def main() -> None:
     parser.add_argument("--sampler-seeds", type=int, nargs=2, default=[1, 2])
     parser.add_argument("--results", type=Path, default=None, help="results root (default: a temp folder)")
     args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     root = args.results or Path(tempfile.mkdtemp(prefix="ckpd-decisions-"))
     runs = [run(args.spec, seed, root) for seed in args.sampler_seeds]
     width = 52
@@ -76,8 +84,18 @@ def main() -> None:
         print(f"{title:<22}" + "".join(f"{str(r[key]):<{width}}" for r in runs))
     print(f"{'compute (s)':<22}" + "".join(f"{r['compute_s']:<{width}.0f}" for r in runs))
     print(f"{'wall (s)':<22}" + "".join(f"{r['wall_s']:<{width}.0f}" for r in runs))
-    agree = "yes" if runs[0]["top"] == runs[1]["top"] else "no"
-    print(f"best + tied sets agree: {agree} ({sorted(runs[0]['top'])} vs {sorted(runs[1]['top'])})")
+    both = sorted(set(runs[0]["status"]) & set(runs[1]["status"]))
+    contradictions = [c for c in both if runs[0]["status"][c] != runs[1]["status"][c]]
+    same_best = runs[0]["best"] == runs[1]["best"]
+    print(
+        f"best + tied sets equal: {'yes' if runs[0]['top'] == runs[1]['top'] else 'no'} "
+        f"({sorted(runs[0]['top'])} vs {sorted(runs[1]['top'])})"
+    )
+    print(
+        f"conclusions agree: {'yes' if same_best and not contradictions else 'no'} (same best: "
+        f"{'yes' if same_best else 'no'}; completed in both: {', '.join(both) or 'none'}; tied in one "
+        f"and worse in the other: {', '.join(contradictions) or 'none'})"
+    )
     for seed, result in zip(args.sampler_seeds, runs, strict=True):
         print(f"\nverdict with sampler seed {seed}:")
         print("\n".join(result["lines"]))

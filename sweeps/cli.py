@@ -20,7 +20,7 @@ from .results import read_sessions, read_trials
 from .spec import SpecError, check_local_inputs, check_model, load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 EXIT_BAD_INPUT = 2
 
 SpecArg = Annotated[Path, typer.Argument(help="sweep spec YAML, e.g. search_spaces/rank.yaml")]

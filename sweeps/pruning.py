@@ -10,7 +10,8 @@ Optuna's median and percentile pruners judge a trial by its *best* value over al
 where accuracy falls session by session, that is the base session's, shared by every run of a seed,
 so nothing would ever be pruned. They are shown the run's current value at every step instead (its
 recorded intermediate values stay the true partial values). The other pruners already judge the
-current step.
+current step. With the spec's ``pruner.margin``, the value shown is that much better than the run's,
+so a gap smaller than the margin (the seed-to-seed noise) never prunes.
 
 When a run is pruned, its configuration is pruned with it (the study of configurations records
 PRUNED), its other seeds are stopped at their next report, and those not started never start. The
@@ -51,6 +52,8 @@ class OptunaPruningScheduler(FIFOScheduler):
         self.objective = spec.objective
         self.pruner = spec.build_pruner()
         self.best_so_far = spec.pruner is not None and spec.pruner.judges_best_so_far
+        margin = spec.pruner.margin if spec.pruner is not None else 0.0
+        self.margin = margin if spec.mode == "max" else -margin
         self.studies = studies
         self.last_session = num_sessions - 1
 
@@ -104,12 +107,14 @@ class OptunaPruningScheduler(FIFOScheduler):
         return value
 
     def _as_pruner_sees(self, run: FrozenTrial) -> FrozenTrial:
-        if not self.best_so_far:
+        """The run as the pruner judges it: its current value at every step for the pruners that judge
+        the best value so far, and the current value moved by the margin in the run's favour."""
+        if not self.best_so_far and not self.margin:
             return run
         view = copy.copy(run)
-        view.intermediate_values = dict.fromkeys(
-            run.intermediate_values, run.intermediate_values[run.last_step]
-        )
+        current = run.intermediate_values[run.last_step] + self.margin
+        steps = run.intermediate_values if self.best_so_far else [run.last_step]
+        view.intermediate_values = {**run.intermediate_values, **dict.fromkeys(steps, current)}
         return view
 
     def _prune_configuration(self, configuration: FrozenTrial, session: int, seed: int, value: float) -> None:

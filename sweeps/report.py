@@ -100,7 +100,11 @@ def _objective(comparison: Comparison, figsize: tuple[float, float], dpi: int) -
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     table = comparison.table
-    ax.set(title=f"{comparison.objective.label} per configuration (mean and 95% interval over seeds)")
+    reference = "best" if comparison.reference == "best" else "baseline"
+    ax.set_title(
+        f"{comparison.objective.label}: mean and 95% interval over seeds\n"
+        f"colour: paired t-test against the {reference} on shared seeds (Holm-adjusted)"
+    )
     ax.set_xlabel(f"{comparison.objective.label} (%)")
     if table.empty:
         ax.text(0.5, 0.5, "no completed configuration yet", ha="center", transform=ax.transAxes)
@@ -118,7 +122,6 @@ def _objective(comparison: Comparison, figsize: tuple[float, float], dpi: int) -
     ax.axvline(100 * table["mean"].iloc[0], color=VERDICT_COLORS["best"], linestyle="--", linewidth=1)
     ax.set_yticks(y, [f"{comparison.label(i)} (n={n})" for i, n in enumerate(table["n_seeds"])])
     ax.set_ylim(-0.6, len(table) - 0.4)
-    reference = "best" if comparison.reference == "best" else "baseline"
     names = {"best": reference, "tied": f"tied with the {reference}", "different": "significantly different"}
     handles = [
         Line2D([], [], color=VERDICT_COLORS[k], marker="o", linestyle="", label=names[k]) for k in drawn

@@ -221,10 +221,16 @@ class SearchSpec:
 
 @dataclass
 class PrunerSpec:
-    """An Optuna pruner by name; ``patient`` holds its ``wrapped_pruner`` as a nested PrunerSpec or None."""
+    """An Optuna pruner by name; ``patient`` holds its ``wrapped_pruner`` as a nested PrunerSpec or None.
+
+    ``margin`` (in units of the objective, say 0.002 = 0.2 accuracy points): a run is pruned only if
+    the pruner would still prune it with its value that much better, so a gap smaller than the
+    seed-to-seed noise never stops a run.
+    """
 
     name: str
     args: dict[str, Any] = field(default_factory=dict)
+    margin: float = 0.0
 
     def build(self) -> optuna.pruners.BasePruner:
         args = dict(self.args)
@@ -245,7 +251,7 @@ class PrunerSpec:
 
     def to_dict(self) -> dict[str, Any]:
         args = {k: v.to_dict() if isinstance(v, PrunerSpec) else v for k, v in self.args.items()}
-        return {"name": self.name, "args": args}
+        return {"name": self.name, "args": args, **({"margin": self.margin} if self.margin else {})}
 
 
 @dataclass
@@ -595,7 +601,14 @@ def _parse_pruner(raw: Any, key: str, check: _Checker) -> PrunerSpec | None:
         return None
     if not isinstance(raw, dict):
         raise check.fail(key, f"must be null / none or {{name: ..., args: {{...}}}}, got {_describe(raw)}")
-    data = check.mapping(raw, key, ("name", "args"))
+    data = check.mapping(raw, key, ("name", "args", "margin"))
+    margin = data.get("margin", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+        raise check.fail(
+            f"{key}.margin",
+            f"must be a number in [0, 1) in units of the objective (0.002 = 0.2 accuracy points), "
+            f"got {_describe(margin)}{_yaml_hint(margin)}",
+        )
     name = data.get("name")
     if not isinstance(name, str) or name not in PRUNERS:
         raise check.fail(
@@ -615,7 +628,7 @@ def _parse_pruner(raw: Any, key: str, check: _Checker) -> PrunerSpec | None:
             raise check.fail(f"{key}.args.{param.name}", f"optuna.pruners.{cls.__name__} requires it")
     if name == "patient":
         args["wrapped_pruner"] = _parse_pruner(args["wrapped_pruner"], f"{key}.args.wrapped_pruner", check)
-    spec = PrunerSpec(name, args)
+    spec = PrunerSpec(name, args, float(margin))
     try:
         spec.build()
     except (ValueError, TypeError) as exc:

@@ -184,8 +184,11 @@ def _find(index: pd.Index, params: Sequence[str], baseline: Mapping[str, Any]) -
 
 
 def _same(value: Any, wanted: Any) -> bool:
+    """Whether a parameter value is the one a user typed (``rank=8``, ``top_n=null``, ``continuous=true``)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return wanted is None or str(wanted).lower() in ("none", "null", "nan")
+    if isinstance(value, (bool, np.bool_)):
+        return str(value).lower() == str(wanted).lower()
     if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
         try:
             return math.isclose(float(value), float(wanted), rel_tol=1e-9)
@@ -282,15 +285,22 @@ class Verdict:
     def separated(self) -> pd.DataFrame:
         return self.table.iloc[1:][~self.table["tied_with_best"].iloc[1:].astype(bool)]
 
-    def seeds_to_separate(self) -> int | None:
-        """Seeds for a paired t-test to tell the best from the runner-up with ``power`` at the observed
-        effect (mean / std of their paired differences), at Holm's strictest level alpha / n_pairs;
-        None when it cannot be estimated (fewer than 2 shared seeds, or no runner-up)."""
-        if len(self.table) < 2:
+    @property
+    def runner_up(self) -> int | None:
+        """The row of the runner-up still tied with the best (the highest mean among the ties), if any."""
+        return int(self.tied.index[0]) if len(self.tied) else None
+
+    def seeds_to_separate(self, row: int | None = None) -> int | None:
+        """Seeds for a paired t-test to tell the best from ``row`` (default: the runner-up still tied
+        with it) with ``power`` at the observed effect (mean / std of their paired differences), at
+        Holm's strictest level alpha / n_pairs; None when it cannot be estimated (no such row, or
+        fewer than 2 shared seeds)."""
+        row = self.runner_up if row is None else row
+        if row is None:
             return None
         values = self.comparison.values.to_numpy(float)
-        both = ~np.isnan(values[0]) & ~np.isnan(values[1])
-        diffs = values[0][both] - values[1][both]
+        both = ~np.isnan(values[0]) & ~np.isnan(values[row])
+        diffs = values[0][both] - values[row][both]
         if len(diffs) < 2:
             return None
         spread, mean = float(np.std(diffs, ddof=1)), abs(float(np.mean(diffs)))
@@ -359,18 +369,17 @@ class Verdict:
         )
 
     def _seeds_line(self) -> str:
-        needed = self.seeds_to_separate()
-        runner = self.comparison.label(1)
+        row = self.runner_up
+        needed = self.seeds_to_separate(row)
+        runner = self.comparison.label(row)
         if needed is None:
-            return (
-                f"the runner-up {runner} shares fewer than 2 seeds with the best: add seeds to compare them"
-            )
+            return f"the best's tied runner-up {runner} shares fewer than 2 seeds with it: add seeds"
         if needed >= MAX_SEEDS:
-            return f"no practical number of seeds separates the best from the runner-up {runner}"
+            return f"no practical number of seeds separates the best from its tied runner-up {runner}"
         more = max(0, needed - self.n_seeds)
         text = (
-            f"to separate the best from the runner-up {runner} at the observed difference "
-            f"({_signed(self.table['diff_vs_best'].iloc[1])} points) with {self.power:.0%} power: "
+            f"to separate the best from its tied runner-up {runner} at the observed difference "
+            f"({_signed(self.table['diff_vs_best'].iloc[row])} points) with {self.power:.0%} power: "
             f"about {needed} seeds, {more} more"
         )
         if more and math.isfinite(self.seconds_per_trial):

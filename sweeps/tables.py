@@ -66,7 +66,7 @@ def format_comparison(
         lines = [header, ["---"] * len(header), *body]
         return "\n".join("| " + " | ".join(line) + " |" for line in lines) + f"\n\n{footer}\n"
     ties = list(table["tied_with_best"].astype(bool))
-    return _latex(header, body, footer, ties, n_params=len(comparison.params))
+    return _latex(header, body, footer, ties, len(comparison.params), reference)
 
 
 def _comparison_row(comparison: Comparison, row: tuple, index: int, digits: int) -> list[str]:
@@ -90,9 +90,11 @@ def _number(value: float, digits: int, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _latex(header: list[str], body: list[list[str]], footer: str, ties: list[bool], n_params: int) -> str:
-    """A booktabs tabular: the first (best) row's mean in bold, tied rows' means marked with a dagger,
-    the footer (naming the statistics) as the last row."""
+def _latex(
+    header: list[str], body: list[list[str]], footer: str, ties: list[bool], n_params: int, reference: str
+) -> str:
+    """A booktabs tabular: the first row's (the best's or the baseline's) mean in bold, tied rows' means
+    marked with a dagger, the footer (naming the statistics) as the last row."""
     mean_column = n_params + 1
     rows = []
     for i, cells in enumerate(body):
@@ -103,7 +105,7 @@ def _latex(header: list[str], body: list[list[str]], footer: str, ties: list[boo
             cells[mean_column] = rf"{cells[mean_column]}$^\dagger$"
         rows.append(cells)
     width = len(header)
-    note = _latex_escape(footer) + r" \textbf{bold}: best; $^\dagger$: tied with it."
+    note = _latex_escape(footer) + rf" \textbf{{bold}}: {reference}; $^\dagger$: tied with it."
     return "\n".join(
         [
             r"\begin{tabular}{" + "l" * n_params + "r" * (width - n_params) + "}",

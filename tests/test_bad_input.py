@@ -179,6 +179,11 @@ BAD_SPECS = [
         "trial: {base_seed: -1}\n",
         "trial.base_seed: base_seed=-1 must be an integer >= 0",
     ),
+    (
+        "negative-pruner-margin",
+        "pruner: {name: median, margin: -0.01}\n",
+        "pruner.margin: must be a number in [0, 1) in units of the objective",
+    ),
     ("unknown-mode", "mode: maximize\n", "mode: 'maximize' is not allowed; choose max or min"),
     ("no-seeds", "seeds: []\n", "seeds: must be a non-empty list of integers, got a list ([])"),
     ("repeated-seed", "seeds: [0, 0]\n", "seeds[1]: seed 0 is listed twice"),

@@ -125,6 +125,21 @@ def test_the_pruner_compares_the_objectives_partial_value(tmp_path, objective, o
     assert play(searcher, scheduler, "second", [1.0, 0.45, 0.5, 0.5])[0] == outcome
 
 
+def test_a_margin_spares_gaps_within_the_noise_only(tmp_path):
+    pruner = {"name": "median", "args": {"n_startup_trials": 1, "n_warmup_steps": 1}, "margin": 0.01}
+    searcher, scheduler, studies = make(
+        tmp_path,
+        pruner=pruner,
+        search={"algorithm": "grid"},
+        num_samples=1,
+        space={"rank": {"grid": [2, 4, 8]}},
+    )
+    play(searcher, scheduler, "first", [0.9, 0.8, 0.7, 0.6])
+    assert play(searcher, scheduler, "close", [0.9, 0.795, 0.7, 0.6])[0] == "finished"  # 0.25 points behind
+    outcome, far = play(searcher, scheduler, "far", [0.9, 0.76, 0.7, 0.6])  # 2 points behind
+    assert outcome == "stopped" and run_trial(studies, far).intermediate_values[1] == pytest.approx(0.83)
+
+
 def test_final_session_is_never_pruned(tmp_path):
     searcher, scheduler, studies = two_ranks(
         tmp_path, pruner={"name": "median", "args": {"n_warmup_steps": 3}}

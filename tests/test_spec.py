@@ -90,7 +90,8 @@ def test_main_rank_spec():
     pruner_args = {"percentile": 75, "n_startup_trials": 2, "n_warmup_steps": 2}
     assert (spec.pruner.name, spec.pruner.args) == ("percentile", pruner_args)
     assert (spec.metric, spec.objective.kind, spec.mode, spec.num_samples) == ("val_acc_all", "avg", "max", 8)
-    assert spec.seeds == [0, 1, 2, 3, 4] and spec.trial["base_seed"] == 0  # seeds share one base session
+    assert spec.seeds == [0, 1, 2, 3] and spec.trial["base_seed"] == 0  # seeds share one base session
+    assert spec.pruner.margin == 0.002
     assert (spec.resources, spec.max_concurrent) == ({"cpu": 1, "gpu": 0}, 2)
 
 

@@ -88,6 +88,25 @@ def test_a_baseline_replaces_the_best_and_holm_covers_its_comparisons_only():
         compare(runs_frame(), ["rank"], AVG, baseline={"lr": "0.1"})
 
 
+def test_a_baseline_is_named_as_a_user_types_it():
+    rows = [
+        {
+            "continuous": flag,
+            "top_n": None,
+            "seed": seed,
+            "value": 0.5 + 0.1 * flag + 0.01 * seed,
+            "compute_s": 1.0,
+        }
+        for flag in (True, False)
+        for seed in range(3)
+    ]
+    table = compare(
+        pd.DataFrame(rows), ["continuous", "top_n"], AVG, baseline={"continuous": "false", "top_n": "null"}
+    )
+    assert table.table["continuous"].tolist() == [False, True] and table.reference == "baseline"
+    assert table.table["diff_vs_best"].iloc[1] == pytest.approx(0.1)
+
+
 def test_one_seed_gives_no_interval_no_test_and_no_claim():
     comparison = compare(runs_frame({r: v[:1] for r, v in VALUES.items()}), ["rank"], AVG)
     table = comparison.table
