@@ -1,8 +1,9 @@
 """One paper-scale CKPD trial on a CUDA GPU: seconds and peak GPU memory of every session.
 
 The trial settings are those of a paper spec (default search_spaces/paper/variants.yaml, peft_mode
-ckpd): CLIP ViT-B/16 at 224 px, candidates qkv / proj / fc2 of all 12 blocks, rank 128, top-6 layers
-by ASR, 1000 steps per incremental session, bf16. Data: the spec's benchmark under --data-root, or,
+ckpd): the official recipe, i.e. CLIP ViT-B/16 at 224 px, candidates qkv / proj / fc2 of all 12
+blocks, rank 128, top-6 layers by ASR, 1000 steps per incremental session of 32 images and 32
+feature maps, float32 (``--precision bf16`` to compare). Data: the spec's benchmark under --data-root, or,
 when none is given, a synthetic dataset written in the real on-disk format (distinct JPEGs of
 CUB-like size, so decoding costs what it would). Weights: --checkpoint FILE, else random (timings
 do not depend on them). On a machine without CUDA it prints why and exits.

@@ -13,6 +13,7 @@ from rich.table import Table
 from .config import TrialConfig
 from .data.icons import default_cache_dir
 from .errors import CKPDError
+from .recipe import differing_line, recipe_table
 from .trial import run_trial
 
 COLUMNS = ("acc_all", "acc_base", "acc_novel", "acc_new", "val_acc_all")
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("settings", nargs="*", help="TrialConfig fields as name=value, e.g. rank=8")
     parser.add_argument("--no-base-cache", action="store_true", help="retrain the base session")
     parser.add_argument("--quiet", action="store_true", help="no progress logging")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print the recipe table (official value vs this trial's) and exit",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s"
@@ -41,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         config = TrialConfig.from_dict(parse_overrides(args.settings))
+        if args.explain:
+            table, differing = recipe_table(config.to_dict(), config.benchmark)
+            console.print(table)
+            console.print(differing_line(differing, config.benchmark))
+            return 0
         cache = None if args.no_base_cache else default_cache_dir() / f"base-{config.base_session_key()}.pt"
         result = run_trial(config, base_checkpoint=cache)
     except CKPDError as exc:

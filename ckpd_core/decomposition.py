@@ -9,6 +9,7 @@ activation-scaled SVD, PiSSA, LoRA, full fine-tuning, frozen) go through the sam
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
@@ -57,6 +58,20 @@ def select_layers(
             raise ConfigError(f"top_n={top_n} must be at least 1")
         return ordered[:top_n]
     return ordered
+
+
+def layers_of_last_blocks(names: Sequence[str], blocks: int) -> list[str]:
+    """The layers among ``names`` in the last ``blocks`` blocks (module names ``...blocks.<i>....``):
+    a fixed set adapted without ASR selection, as the official miniImageNet sessions adapt the six
+    candidate layers of blocks 10 and 11."""
+    index = {name: int(m.group(1)) for name in names if (m := re.search(r"(?:^|\.)blocks\.(\d+)\.", name))}
+    if not index:
+        raise ConfigError(
+            "fixed_last_blocks needs candidate layers named blocks.<i>.... (a ViT); none of "
+            f"{', '.join(names[:3])} is: select layers with top_n or asr_threshold instead"
+        )
+    last = set(sorted(set(index.values()))[-blocks:])
+    return [name for name in names if index.get(name) in last]
 
 
 def damped_covariance(covariance: torch.Tensor, damping: float) -> tuple[torch.Tensor, torch.Tensor]:

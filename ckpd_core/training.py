@@ -4,69 +4,82 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from .config import TrialConfig
 from .data.benchmark import BaseImageSet
 from .models.classifier import FSCILClassifier
 from .models.etf_head import dot_regression_loss
 from .precision import autocast, grad_scaler
+from .schedules import schedule
+from .session_data import Batch
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 512
 
 
-def cosine_lr(step: int, total: int, warmup: int) -> float:
-    """Multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 1% at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+def make_optimizer(
+    kind: str, groups: list[dict], *, weight_decay: float, momentum: float
+) -> torch.optim.Optimizer:
+    """AdamW, or SGD with ``momentum``, over parameter groups that each carry their own ``lr``."""
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, weight_decay=weight_decay)
+
+
+def _step(loss: torch.Tensor, optimizer, scaler, scheduler) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
 
 
 def train_base(
     model: FSCILClassifier,
     data: BaseImageSet,
+    config: TrialConfig,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
     generator: torch.Generator,
     device: torch.device,
-    precision: str = "fp32",
 ) -> float:
-    """Train every parameter on the base classes with the dot-regression loss; returns the last epoch loss."""
+    """Train the parameters that require grad on the base classes with the dot-regression loss, for
+    ``base_epochs`` passes in batches of ``base_batch_size``; returns the last epoch's mean loss."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(data) / batch_size)
-    total = epochs * steps_per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: cosine_lr(s, total, min(steps_per_epoch, total // 10 + 1))
+    optimizer = make_optimizer(
+        config.base_optimizer,
+        [{"params": params, "lr": config.base_lr}],
+        weight_decay=config.base_weight_decay,
+        momentum=config.momentum,
     )
+    batch_size = config.base_batch_size
+    steps_per_epoch = math.ceil(len(data) / batch_size)
+    total = config.base_epochs * steps_per_epoch
+    multiplier = schedule(config.base_schedule, total, warmup=min(steps_per_epoch, total // 10 + 1))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
     labels = data.labels.to(device)
-    scaler = grad_scaler(device, precision)
+    scaler = grad_scaler(device, config.precision)
     model.train()
     epoch_loss = math.nan
-    for epoch in range(epochs):
+    for epoch in range(config.base_epochs):
         order = torch.randperm(len(data), generator=generator)
         running, seen = torch.zeros((), device=device), 0
         for start in range(0, len(data), batch_size):
             idx = order[start : start + batch_size]
             images = data.load(idx, augment=True, generator=generator, device=device)
-            with autocast(device, precision):
-                loss = dot_regression_loss(model.features(images), labels[idx.to(device)], model.head.etf)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
+            with autocast(device, config.precision):
+                features = model.features(images)
+                loss = config.loss_weight * dot_regression_loss(
+                    features, labels[idx.to(device)], model.head.etf, length_aware=config.length_aware_targets
+                )
+            _step(loss, optimizer, scaler, scheduler)
             running += loss.detach() * idx.numel()
             seen += idx.numel()
         epoch_loss = float(running) / seen  # one device sync per epoch
-        log.info("base epoch %d/%d: loss %.4f", epoch + 1, epochs, epoch_loss)
+        log.info("base epoch %d/%d: loss %.4f", epoch + 1, config.base_epochs, epoch_loss)
     model.eval()
     return epoch_loss
 
@@ -74,47 +87,49 @@ def train_base(
 def train_incremental(
     model: FSCILClassifier,
     param_groups: list[dict],
-    new_data: BaseImageSet,
-    replay: BaseImageSet | None,
+    next_batch: Callable[[], Batch],
+    config: TrialConfig,
     *,
-    steps: int,
-    batch_size: int,
     generator: torch.Generator,
     device: torch.device,
-    precision: str = "fp32",
 ) -> float:
-    """``steps`` AdamW steps on batches of half new shots, half replay exemplars; returns the mean loss.
+    """``steps`` steps of the session's optimizer on ``next_batch()``; returns the mean loss.
 
-    The model stays in eval mode: the frozen backbone's normalisation statistics must not drift.
+    The model is in eval mode unless ``train_mode``: the frozen backbone's normalisation statistics
+    must not drift, and the official sessions train in eval mode too. With probability ``mixup_prob``
+    a step mixes the neck's features with a permutation of the batch (weight ``mixup_lambda``).
     """
     param_groups = [g for g in param_groups if g["params"]]
-    if steps == 0 or not param_groups:
+    if config.steps == 0 or not param_groups:
         return math.nan
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: cosine_lr(s, steps, max(1, steps // 10))
+    optimizer = make_optimizer(
+        config.optimizer, param_groups, weight_decay=config.weight_decay, momentum=config.momentum
     )
-    sources = [new_data] if replay is None or len(replay) == 0 else [new_data, replay]
-    shares = [batch_size // len(sources) + (i < batch_size % len(sources)) for i in range(len(sources))]
-    source_labels = [source.labels.to(device) for source in sources]  # moved once, indexed on the device
-    scaler = grad_scaler(device, precision)
-    model.eval()
+    multiplier = schedule(config.schedule, config.steps, warmup=max(1, config.steps // 10))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+    scaler = grad_scaler(device, config.precision)
+    model.train(config.train_mode)
     total = torch.zeros((), device=device)
-    for _ in range(steps):
-        images, labels = [], []
-        for source, on_device, share in zip(sources, source_labels, shares, strict=True):
-            idx = torch.randint(len(source), (share,), generator=generator)
-            images.append(source.load(idx, augment=True, generator=generator, device=device))
-            labels.append(on_device[idx.to(device, non_blocking=True)])
-        with autocast(device, precision):
-            loss = model.training_loss(torch.cat(images), torch.cat(labels))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        schedule.step()
+    for _ in range(config.steps):
+        batch = next_batch()
+        mixup = None
+        if config.mixup_prob > 0 and float(torch.rand((), generator=generator)) < config.mixup_prob:
+            size = len(batch.labels) + (0 if batch.map_labels is None else len(batch.map_labels))
+            mixup = (torch.randperm(size, generator=generator).to(device), config.mixup_lambda)
+        with autocast(device, config.precision):
+            loss = model.training_loss(
+                batch.images,
+                batch.labels,
+                maps=batch.maps,
+                map_labels=batch.map_labels,
+                loss_weight=config.loss_weight,
+                length_aware=config.length_aware_targets,
+                mixup=mixup,
+            )
+        _step(loss, optimizer, scaler, scheduler)
         total += loss.detach()
-    return float(total) / steps
+    model.eval()
+    return float(total) / config.steps
 
 
 @torch.no_grad()

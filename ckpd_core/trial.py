@@ -17,13 +17,14 @@ from torch import nn
 from .calibration import collect_statistics, find_linear_layers
 from .config import TrialConfig
 from .data import build_benchmark
-from .decomposition import DecomposedLinear, decompose_linear, select_layers
+from .decomposition import DecomposedLinear, decompose_linear, layers_of_last_blocks, select_layers
 from .errors import ConfigError, DataError
 from .metrics import accuracy_breakdown, trial_summary
-from .models.backbone import input_config
+from .models.backbone import input_config, train_only_last_blocks
 from .models.classifier import FSCILClassifier, build_classifier
 from .models.mamba_neck import MambaNeck
 from .replay import ReplayMemory
+from .session_data import session_batches
 from .training import calibration_batches, predict, train_base, train_incremental
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,12 @@ class _Trial:
         self.device = resolve_device(config.device)
         self.benchmark = build_benchmark(config.benchmark, config.data_root, **config.benchmark_kwargs)
         torch.manual_seed(config.effective_base_seed)
+        weights = dict(pretrained=config.pretrained, checkpoint=config.backbone_checkpoint)
+        if config.drop_path_rate:
+            weights["drop_path_rate"] = config.drop_path_rate
         self.model: FSCILClassifier = build_classifier(
             config.backbone,
-            dict(config.backbone_kwargs, pretrained=config.pretrained, checkpoint=config.backbone_checkpoint),
+            dict(config.backbone_kwargs, **weights),
             config.neck,
             config.feature_dim,
             self.benchmark.num_classes,
@@ -111,7 +115,11 @@ class _Trial:
                     f"{layer.in_features}) allows: use rank <= {limit}"
                 )
         self.candidate_names = list(candidates)
-        self.replay = ReplayMemory(config.replay_per_class, seed=config.seed)
+        if config.fixed_last_blocks is not None:  # only these are decomposed, and all of them adapt
+            self.candidate_names = layers_of_last_blocks(self.candidate_names, config.fixed_last_blocks)
+        self.replay = ReplayMemory(
+            config.replay_per_class, seed=config.seed, selection=config.replay_selection
+        )
         self.adapted: dict[str, DecomposedLinear] = {}
         self.base_key = config.base_session_key()
 
@@ -124,17 +132,15 @@ class _Trial:
             return float("nan"), 0
         cfg = self.config
         self.model.requires_grad_(True)
+        if cfg.base_trainable_blocks is not None:
+            train_only_last_blocks(self.model.backbone, cfg.base_trainable_blocks)
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         loss = train_base(
             self.model,
             self.benchmark.train_set(0),
-            epochs=cfg.base_epochs,
-            batch_size=cfg.base_batch_size,
-            lr=cfg.base_lr,
-            weight_decay=cfg.base_weight_decay,
+            cfg,
             generator=torch.Generator().manual_seed(cfg.effective_base_seed),
             device=self.device,
-            precision=cfg.precision,
         )
         if checkpoint is not None:
             save_base_checkpoint(self.model, Path(checkpoint), self.base_key)
@@ -168,7 +174,7 @@ class _Trial:
         }
         chosen = select_layers(
             {name: d.asr for name, d in decomposed.items()}, threshold=cfg.asr_threshold, top_n=cfg.top_n
-        )
+        )  # every candidate when neither is set: with fixed_last_blocks, the fixed layers
         self.adapted = {name: decomposed[name] for name in chosen}
         for name, module in self.adapted.items():
             _replace_module(self.model.backbone, name, module)
@@ -256,20 +262,21 @@ class _Trial:
         fresh = {id(p) for p in new_branch}
         neck_params = [p for p in neck.parameters() if p.requires_grad and id(p) not in fresh]
         trainable = sum(p.numel() for p in adapter_params + new_branch + neck_params)
+        generator = torch.Generator().manual_seed(cfg.seed * 1000 + session)
+        batches = session_batches(
+            cfg, self.model, self.benchmark, session, self.replay, generator, self.device
+        )
         loss = train_incremental(
             self.model,
             [
-                {"params": adapter_params, "lr": cfg.lr},
-                {"params": new_branch, "lr": cfg.lr},
+                {"params": adapter_params, "lr": cfg.lr * cfg.adapter_lr_mult},
+                {"params": new_branch, "lr": cfg.lr * cfg.new_branch_lr_mult},
                 {"params": neck_params, "lr": cfg.lr * cfg.neck_lr_mult},
             ],
-            self.benchmark.train_set(session),
-            self.replay.image_set() if len(self.replay) else None,
-            steps=cfg.steps,
-            batch_size=cfg.batch_size,
-            generator=torch.Generator().manual_seed(cfg.seed * 1000 + session),
+            batches,
+            cfg,
+            generator=generator,
             device=self.device,
-            precision=cfg.precision,
         )
         if cfg.continuous:
             self.merge()
@@ -331,6 +338,7 @@ def _neck_options(config: TrialConfig, num_base_classes: int) -> dict[str, Any]:
         supp_weight=config.neck_supp_weight,
         sep_weight=config.neck_sep_weight,
         num_base_classes=num_base_classes,
+        detach_new_branch=config.detach_new_branch,
     )
 
 

@@ -244,6 +244,23 @@ def report(
         console.print(f"wrote {file}")
 
 
+@app.command()
+def recipe(spec: SpecArg) -> None:
+    """The official CKPD recipe element by element beside the values this spec's trials use."""
+    from ckpd_core.recipe import differing_line, recipe_table
+
+    try:
+        parsed = load_spec(spec)
+    except CKPDError as exc:
+        raise _fail(exc) from None
+    first = {name: domain.extremes()[0] for name, domain in parsed.space.items()}
+    config = parsed.trial_config(first, parsed.seeds[0])
+    swept = {name: f"swept: {domain.to_yaml()}" for name, domain in parsed.space.items()}
+    table, differing = recipe_table(config.to_dict(), config.benchmark, swept)
+    console.print(table)
+    console.print(escape(differing_line(differing, config.benchmark)))
+
+
 @app.command("check-cluster")
 def check_cluster(
     file: Annotated[Path, typer.Argument(help="Ray cluster launcher YAML")] = Path("cluster.yaml"),

@@ -73,6 +73,24 @@ def vit_tiny_convstem(pretrained: bool = False, **kwargs: Any) -> VisionTransfor
     return build_model_with_cfg(VisionTransformer, "vit_tiny_convstem", pretrained=pretrained, **settings)
 
 
+def train_only_last_blocks(backbone: nn.Module, count: int) -> None:
+    """Freeze the backbone but its last ``count`` blocks and its final norm, as the official base session
+    trains block 11 of 12 and the final LayerNorm (embeddings, tokens and the pre-norm stay frozen)."""
+    blocks = getattr(backbone, "blocks", None)
+    if not isinstance(blocks, nn.Sequential | nn.ModuleList):
+        raise ConfigError(
+            f"base_trainable_blocks needs a backbone made of .blocks (a ViT); {type(backbone).__name__} "
+            "has none: set base_trainable_blocks: null"
+        )
+    backbone.requires_grad_(False)
+    for block in list(blocks)[max(0, len(blocks) - count) :] if count else []:
+        block.requires_grad_(True)
+    for name in ("norm", "fc_norm"):
+        norm = getattr(backbone, name, None)
+        if isinstance(norm, nn.Module):
+            norm.requires_grad_(True)
+
+
 def check_backbone_name(name: str) -> None:
     """Raise ConfigError, with close matches, unless ``name`` is a timm model (or one registered here)."""
     if not isinstance(name, str) or not timm.is_model(name):

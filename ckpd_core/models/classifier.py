@@ -32,13 +32,44 @@ class FSCILClassifier(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.neck(self.neck_input(images))
 
-    def training_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Dot-regression loss towards the ETF vectors, plus the Mamba neck's class-sensitive losses."""
+    def training_loss(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        maps: torch.Tensor | None = None,
+        map_labels: torch.Tensor | None = None,
+        loss_weight: float = 1.0,
+        length_aware: bool = False,
+        mixup: tuple[torch.Tensor, float] | None = None,
+    ) -> torch.Tensor:
+        """``loss_weight`` x the dot-regression loss towards the ETF vectors, plus the Mamba neck's
+        class-sensitive losses.
+
+        ``maps`` (feature replay): backbone outputs (class-mean feature maps) appended to the images'
+        before the neck, with their ``map_labels``. ``mixup = (permutation, lam)`` mixes the neck's
+        features with those of the permuted batch, the loss weighted ``lam`` towards the own labels and
+        ``1 - lam`` towards the partner's (the official fixed-lambda feature mixup).
+        """
+        inputs = self.neck_input(images)
+        if maps is not None:
+            inputs, labels = torch.cat([inputs, maps.to(inputs.dtype)]), torch.cat([labels, map_labels])
+        extra = inputs.new_zeros(())
         if isinstance(self.neck, MambaNeck):
-            out = self.neck.forward_with_aux(self.neck_input(images))
-            loss = dot_regression_loss(out.features, labels, self.head.etf)
-            return loss + self.neck.class_sensitive_loss(out, labels)
-        return dot_regression_loss(self.features(images), labels, self.head.etf)
+            out = self.neck.forward_with_aux(inputs)
+            features, extra = out.features, self.neck.class_sensitive_loss(out, labels)
+        else:
+            features = self.neck(inputs)
+        etf = self.head.etf
+        if mixup is None:
+            loss = dot_regression_loss(features, labels, etf, length_aware=length_aware)
+        else:
+            order, lam = mixup
+            mixed = lam * features + (1 - lam) * features[order]
+            own = dot_regression_loss(mixed, labels, etf, length_aware=length_aware)
+            partner = dot_regression_loss(mixed, labels[order], etf, length_aware=length_aware)
+            loss = lam * own + (1 - lam) * partner
+        return loss_weight * loss + extra
 
     def forward(self, images: torch.Tensor, num_seen: int | None = None) -> torch.Tensor:
         return self.head(self.features(images), num_seen)

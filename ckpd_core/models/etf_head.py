@@ -38,7 +38,19 @@ class ETFHead(nn.Module):
         return F.normalize(features, dim=-1) @ etf
 
 
-def dot_regression_loss(features: torch.Tensor, labels: torch.Tensor, etf: torch.Tensor) -> torch.Tensor:
-    """``0.5 * mean((cos(feature, etf[label]) - 1)^2)``: pulls features onto their class vector."""
+def dot_regression_loss(
+    features: torch.Tensor, labels: torch.Tensor, etf: torch.Tensor, *, length_aware: bool = False
+) -> torch.Tensor:
+    """``0.5 * mean((cos(feature, etf[label]) - 1)^2)``: pulls features onto their class vector.
+
+    ``length_aware`` (the official head's ``with_len``): each target is scaled to length
+    ``sqrt(gamma / n_c)``, with ``n_c`` the count of its class in the batch and ``gamma`` the batch size
+    over the number of classes in it, and the loss is ``0.5 * mean((<x, t> - |t|)^2)``: every class of
+    the batch weighs the same, whatever its count.
+    """
     cosine = (F.normalize(features, dim=-1) * etf[:, labels].T).sum(dim=-1)
-    return 0.5 * ((cosine - 1.0) ** 2).mean()
+    if not length_aware:
+        return 0.5 * ((cosine - 1.0) ** 2).mean()
+    classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    length = torch.sqrt(labels.numel() / classes.numel() / counts.to(cosine.dtype))[inverse]
+    return 0.5 * ((length * cosine - length) ** 2).mean()

@@ -146,8 +146,9 @@ class MambaNeck(nn.Module):
     """``out = base(map) + residual_proj(pool(map)) [+ new(map)]`` on the backbone's (B, C, H, W) token map.
 
     ``add_new_branch()`` (before the first incremental session) adds a branch of the same structure
-    whose gate projection starts at zero, so the neck's output is unchanged until it trains. As in the
-    reference, the new branch sees the map detached: it does not train the backbone.
+    whose gate projection starts at zero, so the neck's output is unchanged until it trains. With
+    ``detach_new_branch`` the new branch sees the map detached (Mamba-FSCIL): it does not train the
+    backbone; without (the official CKPD sessions), its gradient reaches the adapters too.
     ``supp_weight`` / ``sep_weight`` weigh the class-sensitive losses (``class_sensitive_loss``); labels
     below ``num_base_classes`` are base classes.
     """
@@ -167,8 +168,10 @@ class MambaNeck(nn.Module):
         supp_weight: float = 0.0,
         sep_weight: float = 0.0,
         num_base_classes: int = 0,
+        detach_new_branch: bool = True,
     ) -> None:
         super().__init__()
+        self.detach_new_branch = detach_new_branch
         self.grid_size = (int(grid_size[0]), int(grid_size[1]))
         self._branch_args = dict(
             in_channels=in_channels,
@@ -210,7 +213,7 @@ class MambaNeck(nn.Module):
         out = out + self.residual_proj(x.mean(dim=(2, 3)))
         if self.new is None:
             return NeckOutput(out, None, None)
-        new, gate, params = self.new(x.detach())
+        new, gate, params = self.new(x.detach() if self.detach_new_branch else x)
         return NeckOutput(out + new, gate, params)
 
     def class_sensitive_loss(self, output: NeckOutput, labels: torch.Tensor) -> torch.Tensor:
