@@ -5,7 +5,7 @@ than full fine-tuning. Every recipe runs on the same seeds; one base session per
 shared by the three modes. Prints per-seed numbers, then each recipe's means and paired differences.
 
     python bench/sanity_check.py --seeds 0 1 2                              # embedded and official
-    python bench/sanity_check.py --recipes embedded embedded:feature_replay=true --seeds 0 1 2
+    python bench/sanity_check.py --recipes embedded embedded:feature_replay=false --seeds 0 1 2
 
 A recipe is ``NAME[:setting=value,...]``: the named recipe with those settings changed (values as
 YAML), so one element can be measured on its own.

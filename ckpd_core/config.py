@@ -75,7 +75,9 @@ class TrialConfig:
 
     ``recipe`` (``embedded``, the CPU-sized default, or ``official``, the official CKPD-FSCIL code)
     fills in every recipe element left unset; see ``ckpd_core.recipe`` for the elements, their
-    official values and where those come from. A value set here wins over the recipe.
+    official values and where those come from. A value set here wins over the recipe. The recipe fills
+    in values when the config is built: ``replace(recipe=...)`` keeps the values already filled in, so
+    build a new ``TrialConfig`` to switch recipes.
 
     Layer selection: ``asr_threshold`` adapts layers with ASR <= threshold, ``top_n`` the n lowest,
     ``fixed_last_blocks`` every candidate layer of the last n blocks; set at most one (none: every

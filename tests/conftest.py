@@ -11,6 +11,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from ckpd_core import TrialConfig
+from ckpd_core.data.fake import write_cub200
 
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "test",
@@ -37,6 +38,14 @@ def real_format_config(benchmark: str, data_root: str, feature_dim: int, **bench
         batch_size=16,
         base_batch_size=64,
     )
+
+
+@pytest.fixture(scope="session")
+def cub_root(tmp_path_factory):
+    """A tiny CUB-200-2011 folder in its official layout (shared read-only: copy it to break it)."""
+    root = tmp_path_factory.mktemp("cub")
+    write_cub200(root)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -184,6 +184,22 @@ BAD_SPECS = [
         "pruner: {name: median, margin: -0.01}\n",
         "pruner.margin: must be a number in [0, 1) in units of the objective",
     ),
+    (
+        "unknown-recipe",
+        "trial: {recipe: offical}\n",
+        "trial.recipe: recipe='offical' is unknown; choose one of",
+    ),
+    ("unknown-optimizer", "trial: {optimizer: adam}\n", "trial.optimizer: optimizer='adam' is unknown"),
+    (
+        "one-replay-copy-count",
+        "trial: {replay_base_copies: 2}\n",
+        "trial.replay_base_copies: replay_base_copies and replay_novel_copies go together",
+    ),
+    (
+        "top-n-beside-the-official-fixed-layers",
+        "trial: {recipe: official, benchmark: mini_imagenet, data_root: /data, top_n: 6}\n",
+        "trial.top_n: top_n=6 and fixed_last_blocks=2 are both set: select layers by one of them",
+    ),
     ("unknown-mode", "mode: maximize\n", "mode: 'maximize' is not allowed; choose max or min"),
     ("no-seeds", "seeds: []\n", "seeds: must be a non-empty list of integers, got a list ([])"),
     ("repeated-seed", "seeds: [0, 0]\n", "seeds[1]: seed 0 is listed twice"),

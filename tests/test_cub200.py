@@ -11,17 +11,9 @@ import pytest
 import torch
 
 from ckpd_core import ConfigError, DataError, build_benchmark, run_trial
-from ckpd_core.data.fake import write_cub200
 from ckpd_core.data.splits import read_split, session_lists
 
 from .conftest import real_format_config
-
-
-@pytest.fixture(scope="module")
-def cub_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cub")
-    write_cub200(root)
-    return root
 
 
 @pytest.fixture(scope="module")

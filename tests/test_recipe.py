@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import ckpd_core.trial as trial_module
 from ckpd_core import TrialConfig, build_benchmark, run_trial
-from ckpd_core.data.fake import write_cub200, write_mini_imagenet
+from ckpd_core.data.fake import write_mini_imagenet
 from ckpd_core.decomposition import layers_of_last_blocks
 from ckpd_core.models.etf_head import dot_regression_loss
 from ckpd_core.models.mamba_neck import MambaNeck
@@ -44,13 +44,6 @@ TINY_OFFICIAL = dict(
 )
 SIZE_ELEMENTS = {"backbone", "pretrained", "neck_d_state", "neck_kwargs", "feature_dim", "rank"}
 SIZE_ELEMENTS |= {"base_epochs", "base_batch_size", "steps", "batch_size"}
-
-
-@pytest.fixture(scope="module")
-def cub_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cub")
-    write_cub200(root)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -140,18 +133,29 @@ def test_official_values_are_the_official_configs():
 def test_the_official_base_session_trains_only_the_last_block_the_final_norm_and_the_neck(
     cub_root, monkeypatch
 ):
-    config = official("cub200", cub_root, base_epochs=1)
-    trainable = []
-    real = trial_module.train_base
+    import ckpd_core.training as training
+
+    config = official("cub200", cub_root, base_epochs=3, base_batch_size=50)
+    trainable, lrs = [], []
+    real_train, real_step = trial_module.train_base, training._step
 
     def recording(model, *args, **kwargs):
         trainable.append({name for name, p in model.named_parameters() if p.requires_grad})
-        return real(model, *args, **kwargs)
+        return real_train(model, *args, **kwargs)
+
+    def recording_step(loss, optimizer, scaler, scheduler):
+        assert isinstance(optimizer, torch.optim.SGD)
+        assert (
+            optimizer.param_groups[0]["momentum"] == 0.9 and optimizer.param_groups[0]["weight_decay"] == 5e-4
+        )
+        lrs.append(optimizer.param_groups[0]["lr"])
+        real_step(loss, optimizer, scaler, scheduler)
 
     monkeypatch.setattr(trial_module, "train_base", recording)
-    trial_module._Trial(config).prepare_base(None)
-    model = trial_module._Trial(config).model
-    names = {name for name, _ in model.named_parameters()}
+    monkeypatch.setattr(training, "_step", recording_step)
+    trial = trial_module._Trial(config)
+    trial.prepare_base(None)
+    names = {name for name, _ in trial.model.named_parameters()}
     expected = {
         n
         for n in names
@@ -159,6 +163,11 @@ def test_the_official_base_session_trains_only_the_last_block_the_final_norm_and
     }
     assert trainable == [expected]
     assert any(n.startswith("backbone.blocks.0.") for n in names) and "backbone.pos_embed" in names
+    # 3 passes in batches of 50: every iteration on the official base schedule from 0.005
+    total = 3 * math.ceil(len(trial.benchmark.train_set(0)) / 50)
+    assert lrs == pytest.approx([0.005 * SCHEDULES["ckpd_base"](step, total) for step in range(total)])
+    first, last = trial.model.backbone.blocks  # drop-path spread linearly from 0 to 0.1, as the official ViT
+    assert isinstance(first.drop_path1, torch.nn.Identity) and last.drop_path1.drop_prob == pytest.approx(0.1)
 
 
 def test_sessions_train_the_chosen_adapters_and_the_neck_at_lr_times_their_multipliers(cub_root, monkeypatch):
