@@ -77,7 +77,7 @@ def run(raw: dict, root: Path, base_file: Path) -> dict:
     target.parent.mkdir(parents=True)
     shutil.copyfile(base_file, target)
     start_wall = time.time()
-    outcome = launch(spec, root, num_cpus=2, quiet=True)
+    outcome = launch(spec, root, num_cpus=2, quiet=True, reuse=False)  # both settings compute every run
     trials = read_trials(outcome.results_dir)
     sessions = read_sessions(outcome.results_dir)
     first_row = sessions.written_at.min().timestamp()

@@ -28,7 +28,8 @@ SPEC = Path(__file__).resolve().parent.parent / "search_spaces" / "rank.yaml"
 
 def run(raw: dict, name: str, root: Path, share_base: bool = True) -> dict:
     spec = parse_spec({**copy.deepcopy(raw), "name": name})
-    outcome = launch(spec, root, quiet=True, num_cpus=2, share_base=share_base)
+    # reuse=False: the three sweeps share a root but must each compute what they measure
+    outcome = launch(spec, root, quiet=True, num_cpus=2, share_base=share_base, reuse=False)
     trials = read_trials(outcome.results_dir)
     in_trial = float(trials.compute_s.sum())
     concurrency = spec.max_concurrent or 1

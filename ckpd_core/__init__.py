@@ -15,10 +15,11 @@ from .decomposition import (
 )
 from .errors import CalibrationError, CKPDError, ConfigError, DataError
 from .metrics import SESSION_METRICS, TRIAL_METRICS, accuracy_breakdown, trial_summary
+from .provenance import code_digest
 from .replay import ReplayMemory
 from .trial import TrialResult, load_base_checkpoint, run_trial, save_base_checkpoint, train_base_session
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "PEFT_MODES",
@@ -38,6 +39,7 @@ __all__ = [
     "accuracy_breakdown",
     "adapter_sensitivity_ratio",
     "build_benchmark",
+    "code_digest",
     "collect_statistics",
     "decompose_linear",
     "find_linear_layers",

@@ -197,7 +197,7 @@ ELEMENTS: tuple[Element, ...] = (
     Element(
         "feature_replay",
         "second batch of class-mean backbone feature maps fed to the neck",
-        True,  # on icons too: +3.5 points of ckpd's last-session accuracy over 3 seeds (bench/sanity_check.py)
+        True,  # on icons too: +3.5 points of ckpd's last-session accuracy, 3 seeds (bench/sanity_check.py)
         True,
         "cubE/miniE finetune_backbone True with mean_copy / mean_base_copy; fscil 985-1099",
     ),

@@ -92,7 +92,9 @@ class SweepResultsCallback(tune.Callback):
             "sessions_done": len(mine),
             **{k: summary.get(k, math.nan) for k in _SUMMARY_KEYS},
             "compute_s": float(sum(r["seconds"] for r in mine)),
+            "reused_compute_s": float(sum(_number(r.get("reused_seconds")) for r in mine)),
             "base_key": self._base_key.get(trial.trial_id, ""),
+            "store_key": next((str(r["store_key"]) for r in mine if r.get("store_key")), None),
             "node": str(mine[-1]["node"]) if mine else "",
             "node_id": str(mine[-1].get("node_id") or "") if mine else "",
             "git_commit": git_commit(),
@@ -117,6 +119,11 @@ class SweepResultsCallback(tune.Callback):
 
 
 _SUMMARY_KEYS = ("avg_acc", "last_acc", "pd", "hm", "val_avg_acc", "val_last_acc", "val_pd", "val_hm")
+
+
+def _number(value: Any) -> float:
+    """A float, with a missing value (a row written before the column existed) as 0."""
+    return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def _error_text(trial) -> str:

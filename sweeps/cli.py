@@ -85,8 +85,19 @@ def launch(
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     quiet: QuietOpt = False,
+    no_reuse: Annotated[
+        bool,
+        typer.Option(
+            "--no-reuse",
+            help="compute every base session and run again, reading and writing nothing in the "
+            "results root's store (a timing or reproducibility check)",
+        ),
+    ] = False,
 ) -> None:
-    """Validate SPEC, then run its sweep on Ray Tune; results land in <results>/<name>/."""
+    """Validate SPEC, then run its sweep on Ray Tune; results land in <results>/<name>/.
+
+    Base sessions and runs that any sweep under the same results root already computed (same settings,
+    seed and method code) are reused from <results>/store/ instead of computed again."""
     from .launch import launch as run_launch
 
     try:
@@ -94,7 +105,9 @@ def launch(
         check_model(parsed)
         if address is None:  # a local run: the trials read this machine's disk, so check it first
             check_local_inputs(parsed)
-        outcome = run_launch(parsed, results, address=address, num_cpus=num_cpus, quiet=quiet)
+        outcome = run_launch(
+            parsed, results, address=address, num_cpus=num_cpus, quiet=quiet, reuse=not no_reuse
+        )
     except CKPDError as exc:
         raise _fail(exc) from None
     _print_outcome(outcome, str(spec))
@@ -261,6 +274,86 @@ def recipe(spec: SpecArg) -> None:
     console.print(escape(differing_line(differing, config.benchmark)))
 
 
+@app.command()
+def store(
+    root: Annotated[str, typer.Argument(help="a results root (the folder holding the sweeps), e.g. results")],
+    prune_unused: Annotated[
+        bool, typer.Option("--prune-unused", help="delete the entries no sweep folder under ROOT refers to")
+    ] = False,
+    min_age_minutes: Annotated[
+        float,
+        typer.Option(
+            "--min-age-minutes",
+            min=0,
+            help="with --prune-unused, keep entries written more recently than this (a running sweep may "
+            "not have recorded them yet)",
+        ),
+    ] = 60.0,
+) -> None:
+    """What the results root's store holds: base sessions and runs, their sizes, the sweeps using them."""
+    from .storage import Location
+    from .store import STORE_DIR, Store, sweep_references
+    from .store import prune_unused as prune
+
+    try:
+        location = Location.of(root)
+        if not location.is_dir():
+            raise SpecError(
+                f"{root} is not a folder: give a results root such as results (it holds {STORE_DIR}/)"
+            )
+        if prune_unused:
+            removed = prune(location, min_age_s=60 * min_age_minutes)
+            size = sum(r["bytes"] for r in removed)
+            console.print(
+                f"removed {len(removed)} unused entr{'y' if len(removed) == 1 else 'ies'} ({_size(size)})"
+            )
+        records, refs = Store(location).contents(), sweep_references(location)
+    except (CKPDError, OSError) as exc:
+        raise _fail(exc) from None
+    _print_store(records, refs, location)
+
+
+def _print_store(records: list[dict], refs: dict, location) -> None:
+    """Base sessions one per line; runs grouped by the sweeps that use them."""
+    bases = [r for r in records if r["kind"] == "base"]
+    view = Table(title=f"base sessions in {location}/store")
+    for column in ("key", "size", "used by"):
+        view.add_column(column)
+    for record in bases:
+        view.add_row(
+            record["key"],
+            _size(record["bytes"]),
+            ", ".join(sorted(refs.get(("base", record["key"]), ()))) or "-",
+        )
+    console.print(view)
+    groups: dict[tuple[str, bool], list[dict]] = {}
+    for record in (r for r in records if r["kind"] == "trial"):
+        users = ", ".join(sorted(refs.get(("trial", record["key"]), ()))) or "-"
+        groups.setdefault((users, record["complete"]), []).append(record)
+    runs = Table(title=f"runs in {location}/store")
+    for column in ("used by", "state", "runs", "size"):
+        runs.add_column(column)
+    for (users, complete), members in sorted(groups.items()):
+        state = "complete" if complete else "unfinished (resumable)"
+        runs.add_row(users, state, str(len(members)), _size(sum(r["bytes"] for r in members)))
+    console.print(runs)
+    unused = [r for r in records if (r["kind"], r["key"]) not in refs]
+    total, unused_size = _size(sum(r["bytes"] for r in records)), _size(sum(r["bytes"] for r in unused))
+    console.print(
+        f"{len(bases)} base session(s), {len(records) - len(bases)} run(s), {total} in all; "
+        f"{len(unused)} entr{'y' if len(unused) == 1 else 'ies'} no sweep refers to ({unused_size}): "
+        f"`ckpd-sweep store {location} --prune-unused` deletes them"
+    )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
 @app.command("check-cluster")
 def check_cluster(
     file: Annotated[Path, typer.Argument(help="Ray cluster launcher YAML")] = Path("cluster.yaml"),
@@ -318,6 +411,7 @@ def _print_outcome(outcome, spec_hint: str = "the spec") -> None:
         f"base session trained {outcome.base_trainings} time(s) for the whole sweep",
         soft_wrap=True,
     )
+    console.print(outcome.summary.compute.line(outcome.base_pretrain_s), soft_wrap=True)
     _print_verdict(outcome.summary, spec_hint)
     console.print(
         f"results: {outcome.results_dir}  (pandas.read_parquet('{outcome.results_dir / 'sessions'}'); "

@@ -1,9 +1,10 @@
 """A sweep's results folder: what it holds, the format marker, and the checks before reading or resuming it.
 
 ``<results>/<sweep>/`` holds ``spec.yaml`` (the spec as run), ``ckpd-sweep.json`` (who wrote the folder,
-in which results format), ``sessions/`` and ``trials/`` (Parquet), ``optuna.journal``, ``base/`` (shared
-base sessions) and ``tune/`` (Ray Tune's experiment and trial checkpoints). It may be a local folder or
-a URI (see ``storage``).
+in which results format, and whether it reuses the store), ``sessions/`` and ``trials/`` (Parquet),
+``optuna.journal`` and ``tune/`` (Ray Tune's experiment and trial checkpoints); base sessions and
+finished runs live in the store every sweep under the root shares (``store``), or in ``base/`` for a
+sweep launched with ``--no-reuse``. It may be a local folder or a URI (see ``storage``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ BASE_DIR = "base"
 # 1: folders written before the marker existed (no node_id, no started_at_session columns).
 # 2: adds the marker, node_id and started_at_session.
 # 3: the Optuna journal holds one trial per configuration plus one study of runs per seed (Parquet as 2).
-RESULTS_FORMAT = 3
-READABLE_FORMATS = (1, 2, 3)
+# 4: base sessions and finished runs in the results root's store; reused_from, reused_seconds, store_key.
+RESULTS_FORMAT = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 
 
 def sweep_location(spec: SweepSpec, results_root: str | os.PathLike | None = None) -> Location:
@@ -34,19 +36,19 @@ def sweep_location(spec: SweepSpec, results_root: str | os.PathLike | None = Non
     return Location.of(results_root if results_root is not None else spec.results) / spec.name
 
 
-def create_sweep_folder(location: Location, spec: SweepSpec) -> list[Location]:
+def create_sweep_folder(location: Location, spec: SweepSpec, reuse: bool = True) -> list[Location]:
     """Start a new sweep's folder, refusing one that already holds a sweep.
 
     Returns what to delete if the launch fails before any trial runs: the outermost folder this
     created, or the files it wrote into a folder that was there already.
     """
     try:
-        return _create(location, spec)
+        return _create(location, spec, reuse)
     except OSError as exc:  # no such bucket, no credentials, no permission, endpoint down
         raise SpecError(f"cannot write to the results location {location}: {exc}") from None
 
 
-def _create(location: Location, spec: SweepSpec) -> list[Location]:
+def _create(location: Location, spec: SweepSpec, reuse: bool) -> list[Location]:
     if (location / TUNE_DIR).exists() or (location / SPEC_COPY).exists():
         raise SpecError(
             f"{location} already holds sweep results: continue it with `ckpd-sweep resume {location}` "
@@ -58,7 +60,12 @@ def _create(location: Location, spec: SweepSpec) -> list[Location]:
         while not outermost.parent.exists():
             outermost = outermost.parent
         created = [Location.of(outermost)]
-    marker = {"format": RESULTS_FORMAT, "version": package_version(), "git_commit": git_commit()}
+    marker = {
+        "format": RESULTS_FORMAT,
+        "version": package_version(),
+        "git_commit": git_commit(),
+        "reuse": reuse,
+    }
     (location / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     (location / SPEC_COPY).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
     return created
@@ -95,13 +102,22 @@ def open_sweep_folder(
     return location, parse_spec(data, path=path, name_default=location.name)
 
 
+def reuses_store(location: Location) -> bool:
+    """Whether the sweep at ``location`` was launched to reuse (and fill) its root's store."""
+    return _written_format(location).get("reuse", False)
+
+
 def _written_format(location: Location) -> dict:
     marker = location / MARKER
     if not marker.exists():
         return {"format": 1, "version": "0.1.0"}
     try:
         data = json.loads(marker.read_text())
-        return {"format": int(data["format"]), "version": str(data.get("version", "unknown"))}
+        return {
+            "format": int(data["format"]),
+            "version": str(data.get("version", "unknown")),
+            "reuse": bool(data.get("reuse", True)),
+        }
     except (ValueError, KeyError, TypeError) as exc:
         raise SpecError(
             f"{marker} is corrupt ({exc}): it should name the results format that wrote the folder"

@@ -29,6 +29,7 @@ from .folder import (
     TUNE_DIR,
     create_sweep_folder,
     open_sweep_folder,
+    reuses_store,
     sweep_location,
 )
 from .progress import ProgressPrinter
@@ -36,6 +37,7 @@ from .pruning import OptunaPruningScheduler
 from .searcher import OptunaSweepSearcher
 from .spec import SpecError, SweepSpec
 from .storage import Location
+from .store import Store
 from .study import STUDY_FILE, SweepStudies
 from .summary import SweepSummary, summarize
 from .trainable import ckpd_trainable
@@ -189,14 +191,21 @@ def _tuner_parts(spec: SweepSpec, results_dir: Location, progress: ProgressPrint
     return num_sessions, searcher, scheduler, callback
 
 
-def _trainable(spec: SweepSpec, results_dir: Location, share_base: bool = True):
+def _base_dir(results_dir: Location, reuse: bool) -> Location:
+    """Where the sweep's base sessions live: the root's store, or the sweep's own ``base/`` without reuse."""
+    return Store(results_dir.parent).base_dir if reuse else results_dir / BASE_DIR
+
+
+def _trainable(spec: SweepSpec, results_dir: Location, reuse: bool, share_base: bool = True):
     from ray import tune
 
     resources = {"cpu": spec.resources.get("cpu", 1), "gpu": spec.resources.get("gpu", 0)}
     fn = tune.with_parameters(
         ckpd_trainable,
         fixed=spec.trial,
-        base_dir=(results_dir / BASE_DIR).uri if share_base else None,
+        sweep=spec.name,
+        store_root=results_dir.parent.uri if reuse else None,
+        base_dir=_base_dir(results_dir, reuse).uri if share_base else None,
         threads=max(1, int(resources["cpu"])),
     )
     return tune.with_resources(fn, resources)
@@ -217,10 +226,13 @@ def launch(
     num_cpus: int | None = None,
     quiet: bool = False,
     share_base: bool = True,
+    reuse: bool = True,
 ) -> LaunchOutcome:
     """Run the sweep described by ``spec``; results go to ``<results_root or spec.results>/<name>``.
 
     The results root may be a local folder or a URI such as ``s3://bucket/sweeps`` (see ``storage``).
+    Base sessions and runs already in the root's store are reused, and what is computed is stored;
+    ``reuse=False`` computes everything again and stores nothing (a timing or reproducibility check).
     ``share_base=False`` makes every trial train its own base session (only to measure what sharing saves).
     """
     from ray import tune
@@ -228,17 +240,18 @@ def launch(
 
     results_dir = sweep_location(spec, results_root)
     start = time.perf_counter()
-    created = create_sweep_folder(results_dir, spec)
+    created = create_sweep_folder(results_dir, spec, reuse)
+    base_dir = _base_dir(results_dir, reuse)
     _quiet_tune()
     started_ray = False
     try:
         started_ray = _init_ray(address, num_cpus)
-        start_registry(results_dir / BASE_DIR)
+        start_registry(base_dir)
         progress = ProgressPrinter(spec.objective, spec.mode, quiet=quiet)
         num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress)
         progress.total = searcher.total_trials
         wait_for_bases = (
-            _start_base_sessions(spec, results_dir / BASE_DIR, progress, local=address is None)
+            _start_base_sessions(spec, base_dir, progress, local=address is None)
             if share_base
             else lambda: (0, 0.0)
         )
@@ -250,7 +263,7 @@ def launch(
         raise
     try:
         tune.Tuner(
-            _trainable(spec, results_dir, share_base),
+            _trainable(spec, results_dir, reuse, share_base),
             tune_config=tune.TuneConfig(
                 metric=spec.metric,
                 mode=spec.mode,
@@ -290,15 +303,16 @@ def resume(
     from ray import tune
 
     results_dir, spec = open_sweep_folder(results_dir, resume=True)
+    reuse = reuses_store(results_dir)
     start = time.perf_counter()
     _quiet_tune()
     started_ray = _init_ray(address, num_cpus)
     try:
-        start_registry(results_dir / BASE_DIR)
+        start_registry(_base_dir(results_dir, reuse))
         storage = _storage(results_dir / TUNE_DIR)
         tune.Tuner.restore(
             storage["storage_path"],
-            trainable=_trainable(spec, results_dir),
+            trainable=_trainable(spec, results_dir, reuse),
             resume_unfinished=True,
             resume_errored=True,
             storage_filesystem=storage.get("storage_filesystem"),

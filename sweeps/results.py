@@ -70,6 +70,9 @@ _SESSIONS = _Layout(
             ("adapted_asr", pa.list_(_F64)),
             ("train_loss", _F64),
             ("seconds", _F64),
+            ("reused_seconds", _F64),
+            ("reused_from", _STR),
+            ("store_key", _STR),
             ("node", _STR),
             ("node_id", _STR),
             ("started_at_session", _I64),
@@ -84,7 +87,8 @@ _TRIALS = _Layout(
     pa.schema(
         [("status", _STR), ("pruned_at_session", _I64), ("error", _STR), ("sessions_done", _I64)]
         + [(name, _F64) for name in _SUMMARIES + [f"val_{s}" for s in _SUMMARIES]]
-        + [("compute_s", _F64), ("base_key", _STR), ("node", _STR), ("node_id", _STR)]
+        + [("compute_s", _F64), ("reused_compute_s", _F64), ("base_key", _STR), ("store_key", _STR)]
+        + [("node", _STR), ("node_id", _STR)]
         + [("git_commit", _STR), ("version", _STR)]
     ),
     TRIAL_KEY,

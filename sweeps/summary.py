@@ -18,6 +18,36 @@ from .statistics import Verdict, compare, run_values, verdict
 from .storage import Location
 
 
+@dataclass(frozen=True)
+class Compute:
+    """Seconds of session compute: spent by this sweep, reused from the store, and saved by pruning
+    (each pruned run's missing sessions at the sweep's mean seconds per incremental session)."""
+
+    spent_s: float
+    reused_s: float
+    saved_by_pruning_s: float
+
+    def line(self, base_pretrain_s: float = 0.0) -> str:
+        return (
+            f"compute: {self.spent_s + base_pretrain_s:.0f} s spent, {self.reused_s:.0f} s reused from the "
+            f"store, about {self.saved_by_pruning_s:.0f} s saved by pruning"
+        )
+
+
+def compute_of(sessions: pd.DataFrame, trials: pd.DataFrame) -> Compute:
+    """The compute a sweep's rows record (columns missing from older folders count as 0)."""
+    if sessions.empty:
+        return Compute(0.0, 0.0, 0.0)
+    reused = sessions.get("reused_seconds", pd.Series(0.0, index=sessions.index)).fillna(0.0)
+    spent = float(sessions.seconds.fillna(0.0).sum())
+    incremental = (sessions.seconds.fillna(0.0) + reused)[sessions.session > 0]
+    per_session = float(incremental.mean()) if len(incremental) else 0.0
+    total = int(sessions.session.max()) + 1
+    pruned = trials[trials.status == "pruned"]
+    missing = float((total - pruned.sessions_done).clip(lower=0).sum()) if len(pruned) else 0.0
+    return Compute(spent, float(reused.sum()), missing * per_session)
+
+
 @dataclass
 class SweepSummary:
     counts: dict[str, int]
@@ -25,6 +55,7 @@ class SweepSummary:
     sessions_written: int = 0
     started: int = 0  # (trial, seed) pairs with at least one session row
     runs: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    compute: Compute = field(default_factory=lambda: Compute(0.0, 0.0, 0.0))
 
     @property
     def ranking(self) -> pd.DataFrame:
@@ -47,4 +78,5 @@ def summarize(results_dir: str | Path | Location, spec: SweepSpec) -> SweepSumma
     started = sessions.groupby(["trial_id", "seed"]).ngroups if len(sessions) else 0
     runs = run_values(sessions, trials, spec.objective)
     comparison = compare(runs, objective=spec.objective, mode=spec.mode)
-    return SweepSummary(counts, verdict(runs, comparison, trials), len(sessions), started, runs)
+    summary = verdict(runs, comparison, trials)
+    return SweepSummary(counts, summary, len(sessions), started, runs, compute_of(sessions, trials))

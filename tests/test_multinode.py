@@ -29,7 +29,8 @@ def cluster(request, tmp_path):
 
     With S3 each worker gets a cache folder of its own, as machines without a shared disk would.
     """
-    root = str(tmp_path / "results") if request.param == "shared-disk" else request.getfixturevalue("s3_root")
+    bucket = request.getfixturevalue("s3_root") if request.param == "s3" else None
+    root = str(tmp_path / "results") if bucket is None else (Location.of(bucket) / "multinode").uri
     fast_failure_detection = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
     cluster = Cluster(
         initialize_head=True,
@@ -78,7 +79,7 @@ def test_sweep_runs_on_two_nodes_and_survives_losing_one(cluster, icons_cache, t
     assert trials[trials.status == "failed"].error.str.len().gt(0).all()
     assert {kept.node_id, lost.node_id} <= set(sessions.node_id), "trials ran on both worker nodes"
     assert "base session trained 1 time(s)" in " ".join(output.split()), output
-    assert len([n for n in (sweep_dir / "base").files() if n.endswith(".pt")]) == 1
+    assert len([n for n in (sweep_dir.parent / "store" / "base").files() if n.endswith(".pt")]) == 1
 
     assert not sessions.duplicated(["trial_id", "seed", "session"]).any()
     for trial in trials.itertuples():

@@ -96,8 +96,9 @@ def test_sweep_with_results_on_s3(s3_root, icons_cache, tmp_path):
     spec_path = tmp_path / "remote.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, CACHE_ENV: str(tmp_path / "node-cache")}
+    root = Location.of(s3_root) / "remote-test"  # a root of its own: no other test's store to reuse
     launched = cli_process(
-        "launch", str(spec_path), "--results", s3_root, "--num-cpus", "2", "--quiet", cwd=tmp_path, env=env
+        "launch", str(spec_path), "--results", root.uri, "--num-cpus", "2", "--quiet", cwd=tmp_path, env=env
     )
     output, _ = launched.communicate(timeout=600)
     assert launched.returncode == 0, output
@@ -106,12 +107,13 @@ def test_sweep_with_results_on_s3(s3_root, icons_cache, tmp_path):
         "nothing local but caches"
     )
 
-    sweep = Location.of(s3_root) / "remote"
+    sweep = root / "remote"
     sessions, trials = read_sessions(sweep), read_trials(sweep)
     assert sorted(trials["rank"]) == [2, 4] and set(trials.status) == {"completed"}
     assert len(sessions) == 2 * 3 and not sessions.duplicated(["trial_id", "seed", "session"]).any()
     assert len(load_study(sweep).trials) == 2
-    assert [n for n in (sweep / "base").files() if n.endswith(".pt")] and (sweep / "tune").is_dir()
+    assert [n for n in (root / "store" / "base").files() if n.endswith(".pt")] and (sweep / "tune").is_dir()
+    assert len([n for n in (root / "store" / "trials").files() if n.endswith(".json")]) == 2
     frame = pd.read_parquet((sweep / "sessions").path, filesystem=sweep.fs)
     assert len(frame) == 6
 

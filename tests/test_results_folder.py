@@ -55,7 +55,7 @@ def test_folder_from_before_the_marker_is_read_but_not_resumed(sweep):
     (sweep / MARKER).delete()
     status = runner.invoke(app, ["status", str(sweep)])
     assert status.exit_code == 0 and "1 completed" in status.output, status.output
-    with pytest.raises(SpecError, match=r"results format 1\); .* can only resume format 3"):
+    with pytest.raises(SpecError, match=rf"results format 1\); .* can only resume format {RESULTS_FORMAT}"):
         open_sweep_folder(sweep, resume=True)
     done = runner.invoke(app, ["resume", str(sweep)])
     assert done.exit_code == 2 and "launch the sweep again" in " ".join(done.output.split())

@@ -312,3 +312,127 @@ def test_a_claim_not_renewed_goes_to_the_next_caller(ray_cluster):
     assert not ray.get(registry.claim.remote("base-k.pt", "trial-c"))
     ray.get(registry.release.remote("base-k.pt", "trial-b"))
     assert ray.get(registry.claim.remote("base-k.pt", "trial-c"))
+
+
+# -- the store shared by the sweeps under one results root ------------------------------------------
+_COMPARED = ["val_acc_all", "acc_all", "acc_base", "acc_novel", "n_adapted", "train_loss"]
+
+
+def _same(a: pd.Series, b: pd.Series) -> bool:
+    """Equal values in order, NaN equal to NaN (acc_novel of the base session)."""
+    return a.reset_index(drop=True).equals(b.reset_index(drop=True))
+
+
+def _rank_spec(icons_cache: str, name: str, ranks: list[int], seeds=(0, 1)) -> dict:
+    return tiny_spec(icons_cache, name, space={"rank": {"grid": ranks}}, seeds=list(seeds), pruner=None)
+
+
+@pytest.fixture(scope="module")
+def overlapping_sweeps(ray_cluster, icons_cache, tmp_path_factory):
+    """Ranks 2 and 4, then ranks 4 and 8, over seeds 0 and 1, under one results root."""
+    root = tmp_path_factory.mktemp("shared-root")
+    first = launch(parse_spec(_rank_spec(icons_cache, "first", [2, 4])), root, quiet=True)
+    second = launch(parse_spec(_rank_spec(icons_cache, "second", [4, 8])), root, quiet=True)
+    return root, first, second
+
+
+def test_a_second_sweep_reuses_the_overlap_and_computes_only_the_rest(overlapping_sweeps):
+    root, first, second = overlapping_sweeps
+    assert first.base_trainings == 2 and second.base_trainings == 0  # one base session per seed, once
+    assert len(list((root / "store" / "base").glob("base-*.pt"))) == 2
+    before, after = read_sessions(first.results_dir), read_sessions(second.results_dir)
+    reused, computed = after[after["rank"] == 4], after[after["rank"] == 8]
+    assert len(reused) == len(computed) == 2 * NUM_SESSIONS
+    assert (reused.seconds == 0).all() and reused.reused_from.str.startswith("first/").all()
+    assert computed.reused_from.isna().all() and (computed.seconds > 0).all()
+    original = before[before["rank"] == 4]
+    pairs = reused.merge(original, on=["seed", "session"], suffixes=("", "_first"))
+    assert len(pairs) == 2 * NUM_SESSIONS
+    for column in _COMPARED:
+        assert _same(pairs[column], pairs[f"{column}_first"]), column
+    assert (pairs.reused_seconds == pairs.seconds_first).all()
+    assert (pairs.reused_from == "first/" + pairs.trial_id_first).all()
+    trials = read_trials(second.results_dir).set_index(["rank", "seed"])
+    assert (trials.loc[4, "compute_s"] == 0).all() and (trials.loc[4, "reused_compute_s"] > 0).all()
+    study = {t.params["rank"]: t.value for t in load_study(second.results_dir).trials}
+    first_rank4 = read_trials(first.results_dir).query("rank == 4").val_avg_acc.mean()
+    assert study[4] == pytest.approx(first_rank4)  # the sampler was told the stored value
+    assert second.summary.compute.reused_s == pytest.approx(original.seconds.sum())
+
+
+def test_store_command_names_the_sweeps_that_use_each_entry(overlapping_sweeps):
+    root, _, _ = overlapping_sweeps
+    listed = runner.invoke(app, ["store", str(root)])
+    assert listed.exit_code == 0, listed.output
+    assert "2 base session(s), 6 run(s)" in listed.output and "0 entries no sweep refers to" in listed.output
+    assert "first, second" in listed.output
+
+
+def test_a_code_change_misses_the_store_and_no_reuse_recomputes(overlapping_sweeps, icons_cache):
+    from ckpd_core import TrialConfig
+    from sweeps.store import Store, StoredTrial, trial_key
+
+    root, first, _ = overlapping_sweeps
+    store = Store(root)
+    stored_before = sorted(p.name for p in (root / "store" / "trials").glob("*.json"))
+    for entry in (root / "store" / "trials").glob("*.json"):  # what another version of the code stored
+        stored = StoredTrial.from_json(entry.read_text())
+        stored.key = trial_key(TrialConfig.from_dict(stored.config), digest="older-code")
+        store.save(stored, None)
+        entry.unlink()
+    recomputed = launch(parse_spec(_rank_spec(icons_cache, "after-change", [4], seeds=[0])), root, quiet=True)
+    rows = read_sessions(recomputed.results_dir)
+    assert rows.reused_from.isna().all() and (rows.seconds > 0).all()
+    assert recomputed.base_trainings == 0  # the base session's key does not include the code digest
+
+    again = launch(
+        parse_spec(_rank_spec(icons_cache, "no-reuse", [4], seeds=[0])), root, quiet=True, reuse=False
+    )
+    assert again.base_trainings == 1 and (again.results_dir / "base").exists()
+    fresh = read_sessions(again.results_dir)
+    assert fresh.reused_from.isna().all() and (fresh.seconds > 0).all()
+    original = read_sessions(first.results_dir).query("rank == 4 and seed == 0").sort_values("session")
+    for column in _COMPARED:  # recomputed from scratch, the same numbers
+        assert _same(fresh.sort_values("session")[column], original[column]), column
+    after = sorted(p.name for p in (root / "store" / "trials").glob("*.json"))
+    assert (
+        len(after) == len(stored_before) + 1
+    )  # the moved entries, after-change's run; --no-reuse stored nothing
+
+
+def test_a_stored_pruned_run_continues_from_its_last_session(pruned_sweep, icons_cache):
+    """The pruned lr=0.5 run (seed 1, stopped after session 1) is needed whole by a sweep without pruner."""
+    root = pruned_sweep.results_dir.local_path.parent
+    spec = tiny_spec(icons_cache, "continued", space={"lr": {"grid": [0.5]}}, seeds=[1], pruner=None)
+    continued = launch(parse_spec(spec), root, quiet=True)
+    rows = read_sessions(continued.results_dir).sort_values("session")
+    assert rows.session.tolist() == list(range(NUM_SESSIONS))
+    assert rows.reused_from.notna().tolist() == [True, True, False]
+    assert continued.base_trainings == 0 and read_trials(continued.results_dir).status.tolist() == [
+        "completed"
+    ]
+    spec["name"] = "from-scratch"
+    scratch = launch(parse_spec(spec), root, quiet=True, reuse=False)
+    whole = read_sessions(scratch.results_dir).sort_values("session")
+    for column in _COMPARED:
+        assert _same(rows[column], whole[column]), column
+
+
+def test_two_launches_at_once_under_one_root_train_each_base_session_once(icons_cache, tmp_path):
+    """Two local sweeps started together (each its own Ray) overlap on rank 4 with the same seed."""
+    root = tmp_path / "results"
+    drivers = []
+    for name, ranks in (("left", [4, 2]), ("right", [4, 8])):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(_rank_spec(icons_cache, name, ranks, seeds=[0])))
+        drivers.append(cli_process("launch", str(path), "--results", str(root), "--num-cpus", "1", "--quiet"))
+    outputs = [driver.communicate(timeout=400)[0] for driver in drivers]
+    assert [d.returncode for d in drivers] == [0, 0], outputs
+    trained = [int(text.split("base session trained ")[1].split(" ")[0]) for text in outputs]
+    assert sum(trained) == 1, outputs
+    assert len(list((root / "store" / "base").glob("base-*.pt"))) == 1
+    sessions = pd.concat([read_sessions(root / "left"), read_sessions(root / "right")])
+    rank4 = sessions[sessions["rank"] == 4]
+    assert len(rank4) == 2 * NUM_SESSIONS
+    assert rank4.reused_from.isna().sum() == NUM_SESSIONS  # computed by one sweep, reused by the other
+    assert len(list((root / "store" / "trials").glob("*.json"))) == 3
