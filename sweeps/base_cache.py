@@ -38,10 +38,12 @@ def base_checkpoint(config: TrialConfig, base_dir: str | os.PathLike | Location)
 def base_checkpoint_path(config: TrialConfig, base_dir: str | os.PathLike | Location) -> Path:
     """The local file a trial on this node loads: the stored checkpoint itself, or this node's copy of it."""
     stored = base_checkpoint(config, base_dir)
-    if stored.is_local:
-        return stored.local_path
-    digest = hashlib.sha1(Location.of(base_dir).uri.encode()).hexdigest()[:16]
-    return node_cache_dir() / digest / stored.name
+    return stored.local_path if stored.is_local else node_copy(stored, Location.of(base_dir))
+
+
+def node_copy(stored: Location, scope: Location) -> Path:
+    """This node's local path for the remote file ``stored``, in a cache folder of its own per ``scope``."""
+    return node_cache_dir() / hashlib.sha1(scope.uri.encode()).hexdigest()[:16] / stored.name
 
 
 def node_cache_dir() -> Path:

@@ -79,8 +79,12 @@ class Location:
 
     def files(self) -> list[str]:
         """Names of the files directly in this folder (none when it does not exist)."""
+        return [info.base_name for info in self.file_infos()]
+
+    def file_infos(self) -> list[pafs.FileInfo]:
+        """pyarrow's info (name, size, mtime) of each file directly in this folder."""
         selector = pafs.FileSelector(self.path, allow_not_found=True)
-        return [info.base_name for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File]
+        return [info for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File]
 
     def read_bytes(self) -> bytes:
         with self.fs.open_input_stream(self.path) as stream:

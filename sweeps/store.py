@@ -111,14 +111,10 @@ class Store:
         A file lock next to the entry for a local root; for a root on a URI, a lock in this node's cache
         (runs on other nodes of another sweep may then compute the same key; the last one stored wins).
         """
-        from .base_cache import BaseSessionLock, node_cache_dir
+        from .base_cache import BaseSessionLock, node_copy
 
         entry = self.trials_dir / f"{key}{TRIAL_ENTRY}"
-        if entry.is_local:
-            path = entry.local_path
-        else:
-            path = node_cache_dir() / hashlib.sha1(self.root.uri.encode()).hexdigest()[:16] / entry.name
-        with BaseSessionLock(path):
+        with BaseSessionLock(entry.local_path if entry.is_local else node_copy(entry, self.root)):
             yield
 
     # -- what the store holds --------------------------------------------------------------------
@@ -126,11 +122,11 @@ class Store:
         """One record per entry: kind (base / trial), key, bytes, age in seconds, complete (trials)."""
         records = []
         now = time.time()
-        for info in _file_infos(self.base_dir):
+        for info in self.base_dir.file_infos():
             if info.base_name.startswith("base-") and info.base_name.endswith(".pt"):
                 key = info.base_name.removeprefix("base-").removesuffix(".pt")
                 records.append(_record("base", key, [info], now, complete=True))
-        infos = _file_infos(self.trials_dir)
+        infos = self.trials_dir.file_infos()
         states: dict[str, list] = {}
         for info in infos:
             if ".state-" in info.base_name:
@@ -147,16 +143,9 @@ class Store:
         if kind == "base":
             (self.base_dir / f"base-{key}.pt").delete()
             return
-        for info in _file_infos(self.trials_dir):
+        for info in self.trials_dir.file_infos():
             if info.base_name.startswith(f"{key}.") and not info.base_name.endswith(".lock"):
                 (self.trials_dir / info.base_name).delete()
-
-
-def _file_infos(folder: Location) -> list:
-    import pyarrow.fs as pafs
-
-    selector = pafs.FileSelector(folder.path, allow_not_found=True)
-    return [info for info in folder.fs.get_file_info(selector) if info.type == pafs.FileType.File]
 
 
 def _record(kind: str, key: str, infos: list, now: float, complete: bool) -> dict[str, Any]:

@@ -83,6 +83,7 @@ class _Run:
     def __init__(self, config: TrialConfig, sweep: str, store: Store | None, state_dir: Path) -> None:
         self.config, self.store, self.state_dir = config, store, state_dir
         self.key = trial_key(config) if store else None
+        self.num_sessions = count_sessions(config.benchmark, **config.benchmark_kwargs)
         self.origin = f"{sweep}/{tune.get_context().get_trial_id()}"
         self.node = {"node": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
         self.rows: list[dict[str, Any]] = []  # this run's rows as stored, each with its origin
@@ -113,8 +114,7 @@ class _Run:
         """A session computed here: store it (with the state to continue from), then report it."""
         self.rows = [r for r in self.rows if r["session"] < row["session"]] + [{**row, ORIGIN: self.origin}]
         if self.store is not None and [r["session"] for r in self.rows] == list(range(len(self.rows))):
-            num_sessions = count_sessions(self.config.benchmark, **self.config.benchmark_kwargs)
-            stored = StoredTrial(self.key, self.config.to_dict(), code_digest(), num_sessions, self.rows)
+            stored = StoredTrial(self.key, self.config.to_dict(), code_digest(), self.num_sessions, self.rows)
             self.store.save(stored, self.state_dir / STATE_FILE)
         extra = {"reused_seconds": 0.0, "reused_from": None}
         extra["base_trained"] = bool(self.trained_base and row["session"] == 0)
