@@ -1,52 +1,59 @@
 """CKPD-FSCIL: covariance-guided knowledge-preserving decomposition for few-shot class-incremental learning.
 
-Pure PyTorch; one trial runs from Python with ``run_trial(TrialConfig(...))``.
+Pure PyTorch; one trial runs from Python with ``run_trial(TrialConfig(...))``. The names below load
+their module on first use, so ``ckpd_core.errors`` (and a results reader that needs only it) does not
+pay for importing torch.
 """
 
-from .calibration import collect_statistics, find_linear_layers
-from .config import TrialConfig
-from .data import BaseImageSet, Benchmark, ImageSet, build_benchmark
-from .decomposition import (
-    PEFT_MODES,
-    DecomposedLinear,
-    adapter_sensitivity_ratio,
-    decompose_linear,
-    select_layers,
-)
-from .errors import CalibrationError, CKPDError, ConfigError, DataError
-from .metrics import SESSION_METRICS, TRIAL_METRICS, accuracy_breakdown, trial_summary
-from .provenance import code_digest
-from .replay import ReplayMemory
-from .trial import TrialResult, load_base_checkpoint, run_trial, save_base_checkpoint, train_base_session
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.4.0"
 
-__all__ = [
-    "PEFT_MODES",
-    "SESSION_METRICS",
-    "TRIAL_METRICS",
-    "BaseImageSet",
-    "Benchmark",
-    "CKPDError",
-    "CalibrationError",
-    "ConfigError",
-    "DataError",
-    "DecomposedLinear",
-    "ImageSet",
-    "ReplayMemory",
-    "TrialConfig",
-    "TrialResult",
-    "accuracy_breakdown",
-    "adapter_sensitivity_ratio",
-    "build_benchmark",
-    "code_digest",
-    "collect_statistics",
-    "decompose_linear",
-    "find_linear_layers",
-    "load_base_checkpoint",
-    "run_trial",
-    "save_base_checkpoint",
-    "select_layers",
-    "train_base_session",
-    "trial_summary",
-]
+# Every public name and the submodule that defines it.
+_HOMES = {
+    "collect_statistics": "calibration",
+    "find_linear_layers": "calibration",
+    "TrialConfig": "config",
+    "BaseImageSet": "data",
+    "Benchmark": "data",
+    "ImageSet": "data",
+    "build_benchmark": "data",
+    "PEFT_MODES": "decomposition",
+    "DecomposedLinear": "decomposition",
+    "adapter_sensitivity_ratio": "decomposition",
+    "decompose_linear": "decomposition",
+    "select_layers": "decomposition",
+    "CKPDError": "errors",
+    "CalibrationError": "errors",
+    "ConfigError": "errors",
+    "DataError": "errors",
+    "SESSION_METRICS": "metrics",
+    "TRIAL_METRICS": "metrics",
+    "accuracy_breakdown": "metrics",
+    "trial_summary": "metrics",
+    "code_digest": "provenance",
+    "ReplayMemory": "replay",
+    "SessionLoop": "trial",
+    "TrialResult": "trial",
+    "load_base_checkpoint": "trial",
+    "run_trial": "trial",
+    "save_base_checkpoint": "trial",
+    "train_base_session": "trial",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

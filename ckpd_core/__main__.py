@@ -13,10 +13,11 @@ from rich.table import Table
 from .config import TrialConfig
 from .data.icons import default_cache_dir
 from .errors import CKPDError
+from .metrics import SESSION_METRICS
 from .recipe import differing_line, recipe_table
 from .trial import run_trial
 
-COLUMNS = ("acc_all", "acc_base", "acc_novel", "acc_new", "val_acc_all")
+COLUMNS = (*SESSION_METRICS, "val_acc_all")
 
 
 def parse_overrides(pairs: list[str]) -> dict:

@@ -1,37 +1,45 @@
-"""FSCIL metrics: per-session accuracy breakdowns and the per-trial summary."""
+"""FSCIL metrics: their names (the one list every table and spec check uses), per-session accuracy
+breakdowns and the per-trial summary. Pure numpy, so readers of results need no torch."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-import torch
+import numpy as np
 
 SESSION_METRICS = ("acc_all", "acc_base", "acc_novel", "acc_new")
 TRIAL_METRICS = ("avg_acc", "last_acc", "pd", "hm")
+VALIDATION_PREFIX = "val_"  # the same metric measured on the validation split
 
 
-def _accuracy(correct: torch.Tensor, mask: torch.Tensor) -> float:
-    return float(correct[mask].float().mean()) if mask.any() else math.nan
+def with_validation(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` followed by their validation twins."""
+    return (*names, *(VALIDATION_PREFIX + name for name in names))
+
+
+def _accuracy(correct: np.ndarray, mask: np.ndarray) -> float:
+    return float(correct[mask].mean()) if mask.any() else math.nan
 
 
 def accuracy_breakdown(
-    predictions: torch.Tensor,
-    labels: torch.Tensor,
+    predictions,
+    labels,
     base_classes: Sequence[int],
     new_classes: Sequence[int],
     prefix: str = "",
 ) -> dict[str, float]:
     """Accuracy on all seen classes, base classes, all novel classes so far and the newest classes.
 
-    ``acc_novel`` is NaN in the base session (no novel class yet); there ``acc_new`` equals ``acc_base``.
+    ``predictions`` and ``labels`` are CPU tensors or arrays of class indices. ``acc_novel`` is NaN in the
+    base session (no novel class yet); there ``acc_new`` equals ``acc_base``.
     """
-    correct = predictions.cpu() == labels.cpu()
-    labels = labels.cpu()
-    is_base = torch.isin(labels, torch.tensor(list(base_classes)))
-    is_new = torch.isin(labels, torch.tensor(list(new_classes)))
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    correct = predictions == labels
+    is_base = np.isin(labels, list(base_classes))
+    is_new = np.isin(labels, list(new_classes))
     return {
-        f"{prefix}acc_all": _accuracy(correct, torch.ones_like(is_base)),
+        f"{prefix}acc_all": _accuracy(correct, np.ones_like(is_base)),
         f"{prefix}acc_base": _accuracy(correct, is_base),
         f"{prefix}acc_novel": _accuracy(correct, ~is_base),
         f"{prefix}acc_new": _accuracy(correct, is_new),
@@ -48,7 +56,7 @@ def trial_summary(rows: Sequence[dict]) -> dict[str, float]:
     """``avg_acc`` (mean over all sessions incl. base), ``last_acc``, ``pd`` (first - last), ``hm``
     (harmonic mean of base and novel accuracy in the last session); the same with ``val_`` prefix."""
     summary: dict[str, float] = {}
-    for prefix in ("", "val_"):
+    for prefix in ("", VALIDATION_PREFIX):
         accs = [row[f"{prefix}acc_all"] for row in rows]
         last = rows[-1]
         summary[f"{prefix}avg_acc"] = float(sum(accs) / len(accs))

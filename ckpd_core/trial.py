@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .atomic import atomic_path
 from .calibration import collect_statistics, find_linear_layers
 from .config import TrialConfig
 from .data import build_benchmark
@@ -57,13 +57,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def save_base_checkpoint(model: nn.Module, path: Path, key: str) -> None:
-    """Write atomically (temp file, then rename) so a reader never sees half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write published whole, so a reader never sees half a checkpoint."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "key": key, "state_dict": state}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, "key": key, "state_dict": state}, tmp)
 
 
 def load_base_checkpoint(model: nn.Module, path: Path, key: str) -> None:
@@ -85,8 +82,8 @@ def _replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
 
 
-class _Trial:
-    """State carried from session to session: model, replay memory, current adapters."""
+class SessionLoop:
+    """One trial's sessions in order, and the state carried between them: model, replay memory, adapters."""
 
     def __init__(self, config: TrialConfig) -> None:
         self.config = config
@@ -207,10 +204,8 @@ class _Trial:
             "replay": replay,
             "replay_rng": self.replay.generator.get_state(),
         }
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{STATE_FILE}.{os.getpid()}.tmp"
-        torch.save(blob, tmp)
-        os.replace(tmp, directory / STATE_FILE)
+        with atomic_path(directory / STATE_FILE) as tmp:
+            torch.save(blob, tmp)
 
     def load_state(self, directory: Path) -> list[dict[str, Any]]:
         """Restore a state written by ``save_state``; returns the rows of the finished sessions."""
@@ -344,8 +339,8 @@ def _neck_options(config: TrialConfig, num_base_classes: int) -> dict[str, Any]:
 
 def train_base_session(config: TrialConfig, checkpoint: Path) -> Path:
     """Train the base session of ``config`` and save it to ``checkpoint`` (for sharing between trials)."""
-    trial = _Trial(config)
-    trial.prepare_base(Path(checkpoint))
+    loop = SessionLoop(config)
+    loop.prepare_base(Path(checkpoint))
     return Path(checkpoint)
 
 
@@ -364,20 +359,20 @@ def run_trial(
     trial started again with the same folder continues after its last finished session.
     """
     config.validate()
-    trial = _Trial(config)
+    loop = SessionLoop(config)
     checkpoint = Path(base_checkpoint) if base_checkpoint is not None else None
     state = Path(state_dir) if state_dir is not None else None
-    rows = trial.load_state(state) if state is not None and (state / STATE_FILE).exists() else []
+    rows = loop.load_state(state) if state is not None and (state / STATE_FILE).exists() else []
     if rows:
         log.info("resuming after session %d from %s", rows[-1]["session"], state)
-    for session in range(len(rows), trial.benchmark.num_sessions):
-        row = trial.run_session(session, checkpoint)
+    for session in range(len(rows), loop.benchmark.num_sessions):
+        row = loop.run_session(session, checkpoint)
         rows.append(row)
         if state is not None:
-            trial.save_state(state, rows)
+            loop.save_state(state, rows)
         if on_session is not None:
             on_session(dict(row))
-    trial.merge()
+    loop.merge()
     return TrialResult(
-        config=config, sessions=rows, summary=trial_summary(rows), base_key=trial.base_key, model=trial.model
+        config=config, sessions=rows, summary=trial_summary(rows), base_key=loop.base_key, model=loop.model
     )

@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from .spec import SpecError, yaml_problem
+from .errors import SpecError
+from .spec import yaml_problem
 
 # A setup command that installs this project: ``pip install "ckpd-sweep @ git+..."``, ``pip install -e
 # ckpd-sweep``, ``cd ckpd-sweep && pip install .`` ...

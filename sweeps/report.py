@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .objective import Objective
-from .results import TRIAL_KEY, param_columns, value_label
+from .results import STATUSES, TRIAL_KEY, param_columns, value_label
 from .statistics import Comparison, compare, run_values
 
 FIGSIZE = (8.0, 5.0)
@@ -24,12 +24,9 @@ DPI = 100
 # The objective figure: the best (or baseline), the configurations tied with it, those set apart.
 VERDICT_COLORS = {"best": "tab:green", "tied": "tab:blue", "different": "tab:red"}
 # "running": a run with session rows but no trial row yet (the sweep is still going).
-STATUS_COLORS = {
-    "completed": "tab:blue",
-    "pruned": "tab:orange",
-    "failed": "tab:red",
-    "running": "tab:purple",
-}
+STATUS_COLORS = dict(
+    zip((*STATUSES, "running"), ("tab:blue", "tab:orange", "tab:red", "tab:purple"), strict=True)
+)
 
 
 def _figure(figsize: tuple[float, float], dpi: int, title: str) -> tuple[Figure, Axes]:

@@ -26,6 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ckpd_core.metrics import SESSION_METRICS, TRIAL_METRICS, with_validation
+
 from .storage import Location
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,6 @@ TRIAL_KEY = ("trial_id", "seed")
 
 _F64, _I64, _STR = pa.float64(), pa.int64(), pa.string()
 _ID = [("sweep", _STR), ("trial_id", _STR), ("seed", _I64)]
-_ACCURACIES = ["acc_all", "acc_base", "acc_novel", "acc_new"]
-_SUMMARIES = ["avg_acc", "last_acc", "pd", "hm"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ _SESSIONS = _Layout(
     pa.schema([*_ID, ("session", _I64)]),
     pa.schema(
         [("n_classes", _I64)]
-        + [(name, _F64) for name in _ACCURACIES + [f"val_{a}" for a in _ACCURACIES]]
+        + [(name, _F64) for name in with_validation(SESSION_METRICS)]
         + [
             ("n_adapted", _I64),
             ("trainable_params", _I64),
@@ -86,7 +86,7 @@ _TRIALS = _Layout(
     pa.schema(_ID),
     pa.schema(
         [("status", _STR), ("pruned_at_session", _I64), ("error", _STR), ("sessions_done", _I64)]
-        + [(name, _F64) for name in _SUMMARIES + [f"val_{s}" for s in _SUMMARIES]]
+        + [(name, _F64) for name in with_validation(TRIAL_METRICS)]
         + [("compute_s", _F64), ("reused_compute_s", _F64), ("base_key", _STR), ("store_key", _STR)]
         + [("node", _STR), ("node_id", _STR)]
         + [("git_commit", _STR), ("version", _STR)]

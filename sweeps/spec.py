@@ -33,13 +33,15 @@ from ckpd_core import (
     find_linear_layers,
 )
 from ckpd_core.data import check_data_root, count_sessions
+from ckpd_core.metrics import with_validation
 from ckpd_core.models.backbone import create_backbone
 
+from .errors import SpecError
 from .objective import DEFAULT_OBJECTIVE, OBJECTIVES, Objective
 
 ALGORITHMS = ("grid", "random", "optuna")
 MODES = ("max", "min")
-METRICS = SESSION_METRICS + tuple(f"val_{name}" for name in SESSION_METRICS)
+METRICS = with_validation(SESSION_METRICS)
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
@@ -79,10 +81,6 @@ RESOURCE_KEYS = ("cpu", "gpu")
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # The annotated type of each trial setting, quoted when a value of the wrong type breaks TrialConfig.
 _SETTING_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrialConfig)}
-
-
-class SpecError(CKPDError):
-    """A sweep spec that cannot run; the message names the file, the key and what is allowed."""
 
 
 # ----------------------------------------------------------------------------------------- domains

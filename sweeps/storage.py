@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from .spec import SpecError
+from ckpd_core.atomic import atomic_path, write_atomic
+
+from .errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Location:
     def write_bytes(self, data: bytes) -> None:
         """Write the whole file so that readers see either nothing (or the old file) or all of it."""
         if self.is_local:
-            _write_local(self.local_path, data)
+            write_atomic(self.local_path, data)
             return
         with self._remote_output() as stream:
             stream.write(data)
@@ -114,19 +115,13 @@ class Location:
 
     def download(self, dest: Path) -> None:
         """Copy this file to the local ``dest``, which appears only once complete."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with self.fs.open_input_stream(self.path) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, length=1 << 22)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(dest) as tmp, self.fs.open_input_stream(self.path) as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, length=1 << 22)
 
     def upload(self, src: Path) -> None:
         """Copy the local file ``src`` here, published whole."""
         if self.is_local:
-            _write_local(self.local_path, src.read_bytes())
+            write_atomic(self.local_path, src.read_bytes())
             return
         with open(src, "rb") as data, self._remote_output() as stream:
             shutil.copyfileobj(data, stream, length=1 << 22)
@@ -146,28 +141,3 @@ def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
             f"cannot open results location {uri!r}: {exc}. Give a local folder, file://, or a URI pyarrow "
             "supports such as s3://bucket/prefix or gs://bucket/prefix (with credentials set up)"
         ) from None
-
-
-def _write_local(path: Path, data: bytes) -> None:
-    """Write a hidden temporary file, fsync it, rename it into place (``_publish``), fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if os.name == "posix":  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """The moment a finished file becomes visible to readers (an atomic rename on POSIX)."""
-    os.replace(tmp, final)

@@ -153,7 +153,7 @@ def test_the_official_base_session_trains_only_the_last_block_the_final_norm_and
 
     monkeypatch.setattr(trial_module, "train_base", recording)
     monkeypatch.setattr(training, "_step", recording_step)
-    trial = trial_module._Trial(config)
+    trial = trial_module.SessionLoop(config)
     trial.prepare_base(None)
     names = {name for name, _ in trial.model.named_parameters()}
     expected = {
@@ -260,7 +260,7 @@ def test_the_image_pool_holds_views_of_the_shots_and_copies_of_the_exemplars(cub
     from ckpd_core.session_data import _image_pool
 
     config = official("cub200", cub_root)
-    trial = trial_module._Trial(config)
+    trial = trial_module.SessionLoop(config)
     bench = trial.benchmark
     trial.replay.add(bench.train_set(0))
     trial.replay.add(bench.train_set(1))
@@ -283,7 +283,7 @@ def test_the_feature_pool_holds_class_mean_maps_with_the_official_copies(cub_roo
     from ckpd_core.session_data import _feature_pool
 
     config = official("cub200", cub_root)
-    trial = trial_module._Trial(config)
+    trial = trial_module.SessionLoop(config)
     trial.prepare_base(None)
     generator = torch.Generator().manual_seed(0)
     pool = _feature_pool(config, trial.model, trial.benchmark, 2, generator, trial.device)
@@ -302,7 +302,7 @@ def test_the_feature_pool_holds_class_mean_maps_with_the_official_copies(cub_roo
 
 def test_mixup_mixes_with_lambda_one_half_at_the_configured_probability(cub_root, monkeypatch):
     config = official("cub200", cub_root, mixup_prob=0.3, steps=400, feature_replay=False)
-    trial = trial_module._Trial(config)
+    trial = trial_module.SessionLoop(config)
     trial.prepare_base(None)
     calls = []
 

@@ -214,10 +214,10 @@ def test_resume_after_sigkill_of_the_driver(ray_cluster, icons_cache, tmp_path):
 # Run as the sweep's driver: die by SIGKILL on the 4th session part, after writing it, before publishing it.
 _DIE_BEFORE_PUBLISH = """
 import os, signal, sys
-from sweeps import storage
+from ckpd_core import atomic
 from sweeps.cli import app
 
-publish, seen = storage._publish, []
+publish, seen = atomic._publish, []
 
 def publish_or_die(tmp, final):
     if final.parent.name == "sessions":
@@ -226,7 +226,7 @@ def publish_or_die(tmp, final):
             os.kill(os.getpid(), signal.SIGKILL)
     publish(tmp, final)
 
-storage._publish = publish_or_die
+atomic._publish = publish_or_die
 app(sys.argv[1:])
 """
 

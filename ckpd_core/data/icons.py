@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..atomic import atomic_path
 from ..errors import ConfigError, DataError
 from .benchmark import Benchmark, ImageSet
 
@@ -188,11 +189,8 @@ def load_icons(settings: IconsSettings, cache_dir: Path | None = None) -> dict[s
             log.warning("icons cache %s is unreadable (%s); rendering it again", path, exc)
     start = time.perf_counter()
     arrays = render_icons(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
-    os.replace(tmp, path)
     log.info("rendered the icons benchmark in %.1fs, cached at %s", time.perf_counter() - start, path)
     return arrays
 
