@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 
-from sweeps.launch import launch
+from sweeps import launch
 from sweeps.results import read_trials
 from sweeps.spec import load_spec
 

@@ -6,7 +6,7 @@ no pruner, every configuration run to the end:
   (1) `resources: {cpu: 2}`, `max_concurrent: 1`: one trial at a time, torch on 2 threads;
   (2) `resources: {cpu: 1}`, `max_concurrent: 2`: two trials side by side, torch on 1 thread each.
 The shared base session is trained once up front, outside both timings, and copied into each sweep's
-`<results>/<sweep>/base/` under `sweeps.base_cache.base_checkpoint_path`, so both sweeps load it and
+`<results>/<sweep>/base/` under `sweeps.base_sessions.base_checkpoint_path`, so both sweeps load it and
 train none; what is timed is the whole `launch` call that follows (Ray start-up, the Tuner, every
 trial's incremental sessions, the Parquet writer, Ray shut-down), i.e. what a user waits for once
 the base session exists. Printed per setting: wall seconds, the sum of the trials' own compute
@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 
 from ckpd_core import build_benchmark, train_base_session
-from sweeps.base_cache import base_checkpoint_path
+from sweeps import launch
+from sweeps.base_sessions import base_checkpoint_path
 from sweeps.folder import BASE_DIR, sweep_location
-from sweeps.launch import launch
 from sweeps.results import read_sessions, read_trials
 from sweeps.spec import parse_spec
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from sweeps.launch import launch
+from sweeps import launch
 from sweeps.spec import parse_spec
 
 SPECS = ("rank", "threshold", "replay", "variants")

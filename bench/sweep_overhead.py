@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from sweeps.launch import launch
+from sweeps import launch
 from sweeps.results import read_trials
 from sweeps.spec import parse_spec
 

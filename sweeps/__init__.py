@@ -11,9 +11,9 @@ from typing import Any
 
 # Every public name and the submodule that defines it.
 _HOMES = {
-    "launch": "launch",
-    "resume": "launch",
-    "LaunchOutcome": "launch",
+    "launch": "driver",
+    "resume": "driver",
+    "LaunchOutcome": "driver",
     "SpecError": "errors",
     "SweepSpec": "spec",
     "load_spec": "spec",

@@ -98,7 +98,7 @@ def launch(
 
     Base sessions and runs that any sweep under the same results root already computed (same settings,
     seed and method code) are reused from <results>/store/ instead of computed again."""
-    from .launch import launch as run_launch
+    from .driver import launch as run_launch
 
     try:
         parsed = load_spec(spec)
@@ -118,7 +118,7 @@ def resume(
     path: DirArg, address: AddressOpt = None, num_cpus: CpusOpt = None, quiet: QuietOpt = False
 ) -> None:
     """Continue a sweep whose driver died, without rerunning or duplicating finished sessions."""
-    from .launch import resume as run_resume
+    from .driver import resume as run_resume
 
     try:
         outcome = run_resume(path, address=address, num_cpus=num_cpus, quiet=quiet)

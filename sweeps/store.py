@@ -111,7 +111,7 @@ class Store:
         A file lock next to the entry for a local root; for a root on a URI, a lock in this node's cache
         (runs on other nodes of another sweep may then compute the same key; the last one stored wins).
         """
-        from .base_cache import BaseSessionLock, node_copy
+        from .base_sessions import BaseSessionLock, node_copy
 
         entry = self.trials_dir / f"{key}{TRIAL_ENTRY}"
         with BaseSessionLock(entry.local_path if entry.is_local else node_copy(entry, self.root)):

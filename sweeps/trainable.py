@@ -23,7 +23,7 @@ from ckpd_core import TrialConfig, code_digest, run_trial
 from ckpd_core.data import count_sessions
 from ckpd_core.trial import STATE_FILE
 
-from .base_cache import ensure_base_session
+from .base_sessions import ensure_base_session
 from .store import Store, StoredTrial, trial_key
 from .study import OPTUNA_NUMBER, RUN_NUMBER
 

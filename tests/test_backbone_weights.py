@@ -33,6 +33,7 @@ def save(model: torch.nn.Module, path, fmt: str) -> None:
         torch.save({"state_dict": state}, path)  # the usual training-checkpoint wrapping
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["pth", "safetensors"])
 def test_local_checkpoint_loads_through_the_config_with_identical_outputs(icons_cache, tmp_path, fmt):
     torch.manual_seed(123)

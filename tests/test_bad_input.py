@@ -31,8 +31,7 @@ from sweeps.results import ResultsStore
 from sweeps.spec import check_local_inputs, load_spec, parse_spec
 from sweeps.storage import Location
 
-from .conftest import tiny_spec
-from .test_results import session_row, trial_row
+from .helpers import session_row, tiny_spec, trial_row
 
 REPO = Path(__file__).resolve().parents[1]
 BAD_INPUT = 2
@@ -455,6 +454,7 @@ def test_listed_image_file_missing(tmp_path, cub_root, no_ray):
     )
 
 
+@pytest.mark.slow
 def test_real_process_prints_one_line_and_no_traceback(tmp_path):
     """The same as a user sees it: a new process, stdout and stderr, no Ray log lines either."""
     spec = dataset_spec(tmp_path, "cifar100", tmp_path / "cifra")

@@ -13,7 +13,7 @@ from ckpd_core import DataError, build_benchmark, run_trial
 from ckpd_core.data.fake import write_cifar100
 from ckpd_core.data.splits import session_lists
 
-from .conftest import real_format_config
+from .helpers import real_format_config
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,7 @@ def test_missing_or_corrupt_pickles_give_a_clear_error(cifar_root, tmp_path):
         build_benchmark("cifar100", str(tmp_path))
 
 
+@pytest.mark.slow
 def test_trial_runs_end_to_end(cifar_root):
     result = run_trial(real_format_config("cifar100", str(cifar_root), feature_dim=80))
     assert [row["n_classes"] for row in result.sessions] == [60, 65, 70]

@@ -13,7 +13,7 @@ import torch
 from ckpd_core import ConfigError, DataError, build_benchmark, run_trial
 from ckpd_core.data.splits import read_split, session_lists
 
-from .conftest import real_format_config
+from .helpers import real_format_config
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_trial_runs_end_to_end_and_resumes_with_file_backed_replay(cub_root, tmp_path):
     config = real_format_config("cub200", str(cub_root), feature_dim=128, store_size=32)
     reported = []

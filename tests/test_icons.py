@@ -9,7 +9,7 @@ import torch
 from ckpd_core import ConfigError, build_benchmark
 from ckpd_core.data.icons import EXCLUDED_CONCEPTS, IconsSettings, icon_styles, load_icons
 
-from .conftest import TINY_BENCHMARK
+from .helpers import TINY_BENCHMARK
 
 
 def test_concepts_come_from_all_three_font_families():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import pytest
+
+from .helpers import run_ckpd_core
 
 TINY = [
     "benchmark_kwargs={num_classes: 20, base_classes: 10, ways: 5, train_per_class: 30, val_per_class: 6, "
@@ -17,19 +17,9 @@ TINY = [
 ]
 
 
-def run(args, cache) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CKPD_CACHE_DIR": str(cache), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "ckpd_core", "--quiet", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-
-
+@pytest.mark.slow
 def test_prints_one_row_per_session(tmp_path):
-    done = run(TINY, tmp_path)
+    done = run_ckpd_core(TINY, tmp_path)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.strip().startswith("│")]
     sessions = [line.split("│")[1].strip() for line in lines]
@@ -38,9 +28,10 @@ def test_prints_one_row_per_session(tmp_path):
     assert list(tmp_path.glob("base-*.pt"))  # base session cached for the next run
 
 
+@pytest.mark.slow
 def test_bad_setting_exits_2_without_traceback(tmp_path):
-    done = run([*TINY, "rank=0"], tmp_path)
+    done = run_ckpd_core([*TINY, "rank=0"], tmp_path)
     assert done.returncode == 2
     assert "rank=0" in done.stdout and "Traceback" not in done.stdout + done.stderr
-    done = run([*TINY, "rnak=4"], tmp_path)
+    done = run_ckpd_core([*TINY, "rnak=4"], tmp_path)
     assert done.returncode == 2 and "rnak" in done.stdout

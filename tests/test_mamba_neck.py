@@ -88,6 +88,7 @@ def test_ss2d_on_a_transposed_map_equals_swapped_directions():
     torch.testing.assert_close(gate_t, gate.transpose(1, 2))
 
 
+@pytest.mark.slow
 def test_new_branch_starts_at_exactly_zero_and_can_learn():
     neck = small_neck()
     x = torch.randn(4, 24, 3, 5)
@@ -243,6 +244,7 @@ def mamba_config(tiny_config):
     )
 
 
+@pytest.mark.slow
 def test_trial_with_the_mamba_neck_trains_the_new_branch_faster(tiny_config, mamba_base, monkeypatch):
     config = mamba_config(tiny_config)
     groups_seen = []
@@ -275,6 +277,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_interrupted_mamba_trial_resumes_with_its_new_branch(tiny_config, mamba_base, tmp_path):
     config = mamba_config(tiny_config)
     uninterrupted = run_trial(config, base_checkpoint=mamba_base)

@@ -12,7 +12,7 @@ from ckpd_core import DataError, build_benchmark, run_trial
 from ckpd_core.data.fake import write_mini_imagenet
 from ckpd_core.data.splits import read_split, session_lists
 
-from .conftest import real_format_config
+from .helpers import real_format_config
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,7 @@ def test_missing_layout_csv_rows_and_images_are_named(flat_copy, tmp_path):
         bench.train_set(2).raw()
 
 
+@pytest.mark.slow
 def test_trial_runs_end_to_end(roots):
     config = real_format_config("mini_imagenet", str(roots["topic"]), feature_dim=80, store_size=32)
     result = run_trial(config)

@@ -13,12 +13,13 @@ import pytest
 import yaml
 from ray.cluster_utils import Cluster
 
-from sweeps.base_cache import CACHE_ENV
+from sweeps.base_sessions import CACHE_ENV
 from sweeps.results import read_sessions, read_trials
 from sweeps.storage import Location
 
-from .conftest import cli_process, tiny_spec
+from .helpers import cli_process, tiny_spec
 
+pytestmark = pytest.mark.slow  # every test here starts Ray
 NUM_SESSIONS = 3
 RANKS = [2, 4, 8, 16]
 

@@ -24,8 +24,8 @@ from ckpd_core.session_data import session_batches
 from ckpd_core.training import train_incremental
 from sweeps.cli import app
 
-from .conftest import TINY_BENCHMARK
-from .test_main import run as run_main
+from .helpers import TINY_BENCHMARK
+from .helpers import run_ckpd_core as run_main
 
 runner = CliRunner()
 # The official recipe with a model and iteration counts a CPU test can afford; every other element official.
@@ -130,6 +130,7 @@ def test_official_values_are_the_official_configs():
 # ------------------------------------------------------------------------------- what trains, and how
 
 
+@pytest.mark.slow
 def test_the_official_base_session_trains_only_the_last_block_the_final_norm_and_the_neck(
     cub_root, monkeypatch
 ):
@@ -170,6 +171,7 @@ def test_the_official_base_session_trains_only_the_last_block_the_final_norm_and
     assert isinstance(first.drop_path1, torch.nn.Identity) and last.drop_path1.drop_prob == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_sessions_train_the_chosen_adapters_and_the_neck_at_lr_times_their_multipliers(cub_root, monkeypatch):
     config = official("cub200", cub_root)
     groups_seen = []
@@ -230,6 +232,7 @@ def test_cosine_and_cool_down_match_the_formula():
     assert base(2345) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 2345 / 4690)))
 
 
+@pytest.mark.slow
 def test_the_optimizer_follows_the_schedule_at_every_step(cub_root, monkeypatch):
     import ckpd_core.training as training
 
@@ -256,6 +259,7 @@ def test_the_optimizer_follows_the_schedule_at_every_step(cub_root, monkeypatch)
 # ---------------------------------------------------------------------------------------------- batches
 
 
+@pytest.mark.slow
 def test_the_image_pool_holds_views_of_the_shots_and_copies_of_the_exemplars(cub_root):
     from ckpd_core.session_data import _image_pool
 
@@ -279,6 +283,7 @@ def test_the_image_pool_holds_views_of_the_shots_and_copies_of_the_exemplars(cub
     assert Counter(drawn.tolist()) <= counts  # one pass: drawn without replacement
 
 
+@pytest.mark.slow
 def test_the_feature_pool_holds_class_mean_maps_with_the_official_copies(cub_root):
     from ckpd_core.session_data import _feature_pool
 
@@ -300,6 +305,7 @@ def test_the_feature_pool_holds_class_mean_maps_with_the_official_copies(cub_roo
     assert pool.items.shape[1:] == maps.shape[1:]  # the Mamba neck's input: (C, H, W) feature maps
 
 
+@pytest.mark.slow
 def test_mixup_mixes_with_lambda_one_half_at_the_configured_probability(cub_root, monkeypatch):
     config = official("cub200", cub_root, mixup_prob=0.3, steps=400, feature_replay=False)
     trial = trial_module.SessionLoop(config)
@@ -395,6 +401,7 @@ def test_replay_of_the_first_images_in_file_order(icons_cache):
 # ------------------------------------------------------------------------------- whole official trials
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["cub200", "mini_imagenet"])
 def test_an_official_trial_runs_end_to_end_on_the_real_formats(dataset, cub_root, mini_root):
     root = cub_root if dataset == "cub200" else mini_root
@@ -420,6 +427,7 @@ def test_recipe_command_shows_no_difference_for_the_paper_rank_spec():
     assert "element(s) differ from the official recipe for icons" in embedded.output
 
 
+@pytest.mark.slow
 def test_explain_prints_the_table_without_running(tmp_path):
     done = run_main(
         ["--explain", "recipe=official", "benchmark=cub200", "data_root=/data", "feature_replay=false"],

@@ -14,14 +14,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sweeps.base_cache import CACHE_ENV, base_checkpoint, ensure_base_session
+from sweeps.base_sessions import CACHE_ENV, base_checkpoint, ensure_base_session
 from sweeps.cli import app
 from sweeps.results import ResultsStore, read_sessions, read_trials
 from sweeps.storage import Location
 from sweeps.study import StudyRef, load_study
 
-from .conftest import cli_process, tiny_spec
-from .test_results import session_row, trial_row
+from .helpers import cli_process, session_row, tiny_spec, trial_row
 
 runner = CliRunner()
 
@@ -60,6 +59,7 @@ def test_study_journal_on_a_uri_survives_reopening(root):
     assert reopened.trials[1].intermediate_values == {0: 0.35}
 
 
+@pytest.mark.slow
 def test_base_session_is_uploaded_once_and_downloaded_elsewhere(s3_root, tiny_config, tmp_path, monkeypatch):
     config = tiny_config.replace(base_epochs=2)
     base = Location.of(s3_root) / "base-test" / "base"
@@ -91,6 +91,7 @@ def test_bad_results_uri_is_one_clear_error(tmp_path, icons_cache, uri, problem)
     assert "Traceback" not in done.output
 
 
+@pytest.mark.slow
 def test_sweep_with_results_on_s3(s3_root, icons_cache, tmp_path):
     spec = tiny_spec(icons_cache, "remote", space={"rank": {"grid": [2, 4]}}, pruner=None, seeds=[0])
     spec_path = tmp_path / "remote.yaml"
@@ -125,6 +126,7 @@ def test_sweep_with_results_on_s3(s3_root, icons_cache, tmp_path):
     assert len(read_sessions(sweep)) == 6 and len(read_trials(sweep)) == 2
 
 
+@pytest.mark.slow
 def test_a_bucket_that_does_not_exist_is_one_clear_error(s3_root, tmp_path, icons_cache):
     spec = tmp_path / "nobucket.yaml"
     spec.write_text(yaml.safe_dump(tiny_spec(icons_cache, "nobucket")))

@@ -24,49 +24,7 @@ from sweeps.results import (
     read_trials,
 )
 
-
-def session_row(trial_id: str, session: int, seed: int = 0, **params) -> dict:
-    acc = 0.9 - 0.1 * session
-    return {
-        "trial_id": trial_id,
-        "seed": seed,
-        "session": session,
-        **params,
-        "n_classes": 10 + 5 * session,
-        "acc_all": acc,
-        "acc_base": acc,
-        "acc_novel": math.nan if session == 0 else acc / 2,
-        "acc_new": acc,
-        "val_acc_all": acc - 0.05,
-        "val_acc_base": acc,
-        "val_acc_novel": math.nan if session == 0 else 0.3,
-        "val_acc_new": acc,
-        "n_adapted": 2 * (session > 0),
-        "trainable_params": 100 * session,
-        "adapted_layers": ["blocks.0.attn.qkv", "blocks.1.mlp.fc2"] if session else [],
-        "adapted_asr": [0.125, 0.25] if session else [],
-        "train_loss": 1.0 / (session + 1),
-        "seconds": 0.5,
-        "node": "node-a",
-    }
-
-
-def trial_row(trial_id: str, status: str = "completed", seed: int = 0, **params) -> dict:
-    done = status == "completed"
-    return {
-        "trial_id": trial_id,
-        "seed": seed,
-        **params,
-        "status": status,
-        "pruned_at_session": 1 if status == "pruned" else None,
-        "error": "boom" if status == "failed" else None,
-        "sessions_done": 3 if done else 2,
-        **{m: (0.7 if done else None) for m in ("avg_acc", "last_acc", "pd", "hm")},
-        **{f"val_{m}": (0.6 if done else None) for m in ("avg_acc", "last_acc", "pd", "hm")},
-        "compute_s": 12.5,
-        "base_key": "abc123",
-        "node": "node-a",
-    }
+from .helpers import session_row, trial_row
 
 
 def read_everywhere(folder) -> dict[str, pd.DataFrame]:

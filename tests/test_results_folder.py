@@ -15,8 +15,7 @@ from sweeps.results import ResultsStore, package_version
 from sweeps.spec import SpecError, parse_spec
 from sweeps.storage import Location
 
-from .conftest import tiny_spec
-from .test_results import session_row, trial_row
+from .helpers import session_row, tiny_spec, trial_row
 
 runner = CliRunner()
 

@@ -17,7 +17,8 @@ import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from sweeps.base_cache import (
+from sweeps import launch
+from sweeps.base_sessions import (
     CACHE_ENV,
     BaseSessionRegistry,
     base_checkpoint,
@@ -25,15 +26,15 @@ from sweeps.base_cache import (
     start_registry,
 )
 from sweeps.cli import app
-from sweeps.launch import launch
 from sweeps.results import read_sessions, read_trials
 from sweeps.spec import parse_spec
 from sweeps.statistics import STAT_COLUMNS
 from sweeps.storage import Location
 from sweeps.study import load_study
 
-from .conftest import S3_CREDENTIALS, TINY_BENCHMARK, cli_process, tiny_spec
+from .helpers import S3_CREDENTIALS, TINY_BENCHMARK, cli_process, tiny_spec
 
+pytestmark = pytest.mark.slow  # every test here starts Ray
 NUM_SESSIONS = 3
 runner = CliRunner()
 

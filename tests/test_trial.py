@@ -47,6 +47,7 @@ def adapter_params(m: int, n: int, rank: int) -> int:
     return m * rank + rank * n + m  # A, B and the bias
 
 
+@pytest.mark.slow
 def test_rows_metrics_and_callback(tiny_config, shared_base):
     seen = []
     result = run_trial(tiny_config, on_session=seen.append, base_checkpoint=shared_base)
@@ -72,6 +73,7 @@ def test_rows_metrics_and_callback(tiny_config, shared_base):
         assert row["trainable_params"] == expected
 
 
+@pytest.mark.slow
 def test_final_model_is_merged_with_no_extra_parameters(tiny_config, shared_base):
     result = run_trial(tiny_config, base_checkpoint=shared_base)
     model = result.model
@@ -81,6 +83,7 @@ def test_final_model_is_merged_with_no_extra_parameters(tiny_config, shared_base
     assert isinstance(model.backbone.get_submodule("blocks.0.attn.qkv"), nn.Linear)
 
 
+@pytest.mark.slow
 def test_base_checkpoint_is_reused_and_checked(tiny_config, tmp_path):
     path = tmp_path / "base.pt"
     first = run_trial(tiny_config, base_checkpoint=path)
@@ -99,6 +102,7 @@ def test_base_checkpoint_is_reused_and_checked(tiny_config, tmp_path):
         run_trial(tiny_config, base_checkpoint=path)
 
 
+@pytest.mark.slow
 def test_base_seed_shares_the_base_session_and_seed_drives_the_incremental_sessions(tiny_config, tmp_path):
     assert (
         tiny_config.replace(seed=3).base_session_key()
@@ -130,6 +134,7 @@ def test_every_peft_mode_runs(tiny_config, shared_base, mode):
     assert all(0.0 <= row["acc_all"] <= 1.0 for row in result.sessions)
 
 
+@pytest.mark.slow
 def test_covariance_modes_select_the_same_layers(tiny_config, shared_base):
     layers = {
         mode: run_trial(tiny_config.replace(peft_mode=mode, steps=0), base_checkpoint=shared_base).sessions[
@@ -194,6 +199,7 @@ def test_unknown_setting_names_are_rejected():
     assert TrialConfig.from_dict({"rank": 4}).rank == 4
 
 
+@pytest.mark.slow
 def test_runs_are_deterministic_for_a_seed(tiny_config, shared_base):
     a = run_trial(tiny_config.replace(seed=0), base_checkpoint=shared_base)
     b = run_trial(tiny_config.replace(seed=0), base_checkpoint=shared_base)
@@ -208,6 +214,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("continuous", [True, False])
 def test_interrupted_trial_resumes_after_its_last_finished_session(
     tiny_config, shared_base, tmp_path, continuous

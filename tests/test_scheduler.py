@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from sweeps.pruning import OptunaPruningScheduler
+from sweeps.scheduler import OptunaPruningScheduler
 from sweeps.searcher import DUPLICATE_OF, TWIN_STATE, OptunaSweepSearcher
 from sweeps.spec import parse_spec
 from sweeps.study import (

@@ -15,7 +15,7 @@ from typing import Any
 from ckpd_core.config import BASE_SESSION_FIELDS
 from ckpd_core.data import count_sessions
 
-from .base_cache import (
+from .base_sessions import (
     BaseSessionLock,
     base_checkpoint,
     base_checkpoint_path,
@@ -33,7 +33,7 @@ from .folder import (
     sweep_location,
 )
 from .progress import ProgressPrinter
-from .pruning import OptunaPruningScheduler
+from .scheduler import OptunaPruningScheduler
 from .searcher import OptunaSweepSearcher
 from .spec import SpecError, SweepSpec
 from .storage import Location

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
-from sweeps.base_cache import base_checkpoint_path, ensure_base_session
+import pytest
+
+from sweeps.base_sessions import base_checkpoint_path, ensure_base_session
 
 
 def _ask(config, base_dir, results) -> None:
@@ -12,6 +14,7 @@ def _ask(config, base_dir, results) -> None:
     results.put((str(path), trained))
 
 
+@pytest.mark.slow
 def test_concurrent_requests_train_the_base_session_once(tiny_config, tmp_path):
     config = tiny_config.replace(base_epochs=3)
     context = mp.get_context("spawn")
