@@ -60,6 +60,18 @@ def select_layers(
     return ordered
 
 
+def check_rank(rank: int, layers: Mapping[str, nn.Linear], rank_text: str | None = None) -> None:
+    """Raise ConfigError if ``rank`` exceeds a layer's smaller side (no rank-r split exists there);
+    ``rank_text`` is how the message names the rank (default ``rank=<rank>``)."""
+    for name, layer in layers.items():
+        limit = min(layer.in_features, layer.out_features)
+        if rank > limit:
+            raise ConfigError(
+                f"{rank_text or f'rank={rank}'} is larger than layer {name} ({layer.out_features}x"
+                f"{layer.in_features}) allows: use rank <= {limit}"
+            )
+
+
 def layers_of_last_blocks(names: Sequence[str], blocks: int) -> list[str]:
     """The layers among ``names`` in the last ``blocks`` blocks (module names ``...blocks.<i>....``):
     a fixed set adapted without ASR selection, as the official miniImageNet sessions adapt the six

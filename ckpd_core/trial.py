@@ -17,7 +17,13 @@ from .atomic import atomic_path
 from .calibration import collect_statistics, find_linear_layers
 from .config import TrialConfig
 from .data import build_benchmark
-from .decomposition import DecomposedLinear, decompose_linear, layers_of_last_blocks, select_layers
+from .decomposition import (
+    DecomposedLinear,
+    check_rank,
+    decompose_linear,
+    layers_of_last_blocks,
+    select_layers,
+)
 from .errors import ConfigError, DataError
 from .metrics import accuracy_breakdown, trial_summary
 from .models.backbone import input_config, train_only_last_blocks
@@ -104,13 +110,7 @@ class SessionLoop:
         ).to(self.device)
         self.benchmark.use_input_config(input_config(self.model.backbone))
         candidates = find_linear_layers(self.model.backbone, config.layer_patterns)
-        for name, layer in candidates.items():
-            limit = min(layer.in_features, layer.out_features)
-            if config.rank > limit:
-                raise ConfigError(
-                    f"rank={config.rank} is larger than layer {name} ({layer.out_features}x"
-                    f"{layer.in_features}) allows: use rank <= {limit}"
-                )
+        check_rank(config.rank, candidates)
         self.candidate_names = list(candidates)
         if config.fixed_last_blocks is not None:  # only these are decomposed, and all of them adapt
             self.candidate_names = layers_of_last_blocks(self.candidate_names, config.fixed_last_blocks)

@@ -16,7 +16,7 @@ from ckpd_core import (
     decompose_linear,
     select_layers,
 )
-from ckpd_core.decomposition import cholesky_qr_factor, damped_covariance, singular_directions
+from ckpd_core.decomposition import check_rank, cholesky_qr_factor, damped_covariance, singular_directions
 
 
 def make_layer(m: int, n: int, dtype: torch.dtype, seed: int = 0) -> nn.Linear:
@@ -242,3 +242,14 @@ def test_impossible_decompositions_name_the_setting():
         decompose_linear(layer, rank=2, mode="ckpd")
     with pytest.raises(ConfigError, match="activation scale"):
         decompose_linear(layer, rank=2, mode="asvd")
+
+
+def test_check_rank_names_the_first_layer_too_small_for_the_rank():
+    layers = {"wide": nn.Linear(64, 48), "narrow": nn.Linear(16, 32)}
+    check_rank(16, layers)
+    with pytest.raises(
+        ConfigError, match=r"^rank=17 is larger than layer narrow \(32x16\) allows: use rank <= 16$"
+    ):
+        check_rank(17, layers)
+    with pytest.raises(ConfigError, match=r"^rank=64 \(swept\) is larger than layer wide \(48x64\)"):
+        check_rank(64, layers, rank_text="rank=64 (swept)")
