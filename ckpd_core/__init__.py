@@ -5,55 +5,34 @@ their module on first use, so ``ckpd_core.errors`` (and a results reader that ne
 pay for importing torch.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+import lazy_loader
 
 __version__ = "0.4.0"
 
-# Every public name and the submodule that defines it.
-_HOMES = {
-    "collect_statistics": "calibration",
-    "find_linear_layers": "calibration",
-    "TrialConfig": "config",
-    "BaseImageSet": "data",
-    "Benchmark": "data",
-    "ImageSet": "data",
-    "build_benchmark": "data",
-    "PEFT_MODES": "decomposition",
-    "DecomposedLinear": "decomposition",
-    "adapter_sensitivity_ratio": "decomposition",
-    "decompose_linear": "decomposition",
-    "select_layers": "decomposition",
-    "CKPDError": "errors",
-    "CalibrationError": "errors",
-    "ConfigError": "errors",
-    "DataError": "errors",
-    "SESSION_METRICS": "metrics",
-    "TRIAL_METRICS": "metrics",
-    "accuracy_breakdown": "metrics",
-    "trial_summary": "metrics",
-    "code_digest": "provenance",
-    "ReplayMemory": "replay",
-    "SessionLoop": "trial",
-    "TrialResult": "trial",
-    "load_base_checkpoint": "trial",
-    "run_trial": "trial",
-    "save_base_checkpoint": "trial",
-    "train_base_session": "trial",
-}
-
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "calibration": ["collect_statistics", "find_linear_layers"],
+        "config": ["TrialConfig"],
+        "data": ["BaseImageSet", "Benchmark", "ImageSet", "build_benchmark"],
+        "decomposition": [
+            "DecomposedLinear",
+            "PEFT_MODES",
+            "adapter_sensitivity_ratio",
+            "decompose_linear",
+            "select_layers",
+        ],
+        "errors": ["CKPDError", "CalibrationError", "ConfigError", "DataError"],
+        "metrics": ["SESSION_METRICS", "TRIAL_METRICS", "accuracy_breakdown", "trial_summary"],
+        "provenance": ["code_digest"],
+        "replay": ["ReplayMemory"],
+        "trial": [
+            "SessionLoop",
+            "TrialResult",
+            "load_base_checkpoint",
+            "run_trial",
+            "save_base_checkpoint",
+            "train_base_session",
+        ],
+    },
+)

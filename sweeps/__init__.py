@@ -4,42 +4,20 @@ The names below load their module on first use: a notebook that only reads resul
 (``from sweeps import read_sessions``) imports pandas and pyarrow, not torch, Ray or Optuna.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-import importlib
-from typing import Any
-
-# Every public name and the submodule that defines it.
-_HOMES = {
-    "launch": "driver",
-    "resume": "driver",
-    "LaunchOutcome": "driver",
-    "SpecError": "errors",
-    "SweepSpec": "spec",
-    "load_spec": "spec",
-    "parse_spec": "spec",
-    "read_sessions": "results",
-    "read_trials": "results",
-    "load_study": "study",
-    "summarize": "summary",
-    "compare": "statistics",
-    "verdict": "statistics",
-    "ablation_table": "tables",
-    "format_table": "tables",
-    "plot_report": "report",
-    "Store": "store",
-}
-
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "driver": ["LaunchOutcome", "launch", "resume"],
+        "errors": ["SpecError"],
+        "report": ["plot_report"],
+        "results": ["read_sessions", "read_trials"],
+        "spec": ["SweepSpec", "load_spec", "parse_spec"],
+        "statistics": ["compare", "verdict"],
+        "store": ["Store"],
+        "study": ["load_study"],
+        "summary": ["summarize"],
+        "tables": ["ablation_table", "format_table"],
+    },
+)
