@@ -131,3 +131,26 @@ def run_ckpd_core(args, cache) -> subprocess.CompletedProcess:
         env=env,
         timeout=300,
     )
+
+
+class Interrupted(Exception):
+    """Raised from a session callback: the trial stops there as a crash would."""
+
+
+def crash_then_resume(config: TrialConfig, state_dir, reported: list, **kwargs):
+    """Run ``config`` with its state in ``state_dir``, crash it after session 1, run it again: the second
+    run resumes. Every reported row lands in ``reported``; returns the resumed run's result."""
+    from ckpd_core import run_trial
+
+    def crash_after_session_1(row):
+        reported.append(row)
+        if row["session"] == 1:
+            raise Interrupted
+
+    try:
+        run_trial(config, crash_after_session_1, state_dir=state_dir, **kwargs)
+    except Interrupted:
+        pass
+    else:
+        raise AssertionError("the trial was meant to crash after session 1")
+    return run_trial(config, reported.append, state_dir=state_dir, **kwargs)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from ckpd_core import ConfigError, DataError, build_benchmark, run_trial
+from ckpd_core import ConfigError, DataError, build_benchmark
 from ckpd_core.data.splits import read_split, session_lists
 
-from .helpers import real_format_config
+from .helpers import crash_then_resume, real_format_config
 
 
 @pytest.fixture(scope="module")
@@ -127,23 +127,11 @@ def test_labels_contradicting_the_lists_are_refused(broken_root):
         build_benchmark("cub200", str(broken_root.parent))
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.slow
 def test_trial_runs_end_to_end_and_resumes_with_file_backed_replay(cub_root, tmp_path):
     config = real_format_config("cub200", str(cub_root), feature_dim=128, store_size=32)
     reported = []
-
-    def crash_after_session_1(row):
-        reported.append(row)
-        if row["session"] == 1:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        run_trial(config, crash_after_session_1, state_dir=tmp_path)
-    result = run_trial(config, reported.append, state_dir=tmp_path)  # replay exemplars come from the state
+    result = crash_then_resume(config, tmp_path, reported)  # the resumed run's replay comes from the state
     assert [row["session"] for row in reported] == [0, 1, 2]
     assert [row["n_classes"] for row in result.sessions] == [100, 110, 120]
     assert [row["n_adapted"] for row in result.sessions] == [0, 2, 2]

@@ -20,6 +20,8 @@ from ckpd_core.models.mamba_neck import (
 )
 from ckpd_core.models.selective_scan import scan_backend
 
+from .helpers import crash_then_resume
+
 TINY_VIT = dict(depth=1, embed_dim=32, num_heads=2)
 
 
@@ -273,24 +275,13 @@ def test_trial_with_the_mamba_neck_trains_the_new_branch_faster(tiny_config, mam
     assert result.sessions[1]["trainable_params"] > neck_size  # adapters + both branches + residual
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.slow
 def test_interrupted_mamba_trial_resumes_with_its_new_branch(tiny_config, mamba_base, tmp_path):
     config = mamba_config(tiny_config)
     uninterrupted = run_trial(config, base_checkpoint=mamba_base)
-
-    def crash_after_session_1(row):
-        if row["session"] == 1:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        run_trial(config, crash_after_session_1, base_checkpoint=mamba_base, state_dir=tmp_path)
     reported = []
-    resumed = run_trial(config, reported.append, base_checkpoint=mamba_base, state_dir=tmp_path)
-    assert [row["session"] for row in reported] == [2]
+    resumed = crash_then_resume(config, tmp_path, reported, base_checkpoint=mamba_base)
+    assert [row["session"] for row in reported] == [0, 1, 2]
     for a, b in zip(uninterrupted.sessions, resumed.sessions, strict=True):
         assert (a["acc_all"], a["val_acc_all"]) == (b["acc_all"], b["val_acc_all"])
     for (name, a), b in zip(

@@ -19,6 +19,8 @@ from ckpd_core import (
 )
 from ckpd_core.models import create_neck
 
+from .helpers import crash_then_resume
+
 SESSION_COLUMNS = {
     "session",
     "n_classes",
@@ -210,10 +212,6 @@ def test_runs_are_deterministic_for_a_seed(tiny_config, shared_base):
     )
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("continuous", [True, False])
 def test_interrupted_trial_resumes_after_its_last_finished_session(
@@ -221,16 +219,9 @@ def test_interrupted_trial_resumes_after_its_last_finished_session(
 ):
     config = tiny_config.replace(continuous=continuous)
     uninterrupted = run_trial(config, base_checkpoint=shared_base)
-
-    def crash_after_session_1(row):
-        if row["session"] == 1:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        run_trial(config, crash_after_session_1, base_checkpoint=shared_base, state_dir=tmp_path)
     reported = []
-    resumed = run_trial(config, reported.append, base_checkpoint=shared_base, state_dir=tmp_path)
-    assert [row["session"] for row in reported] == [2]  # finished sessions are not run again
+    resumed = crash_then_resume(config, tmp_path, reported, base_checkpoint=shared_base)
+    assert [row["session"] for row in reported] == [0, 1, 2]  # finished sessions are not run again
     assert [r["session"] for r in resumed.sessions] == [0, 1, 2]
     for a, b in zip(uninterrupted.sessions, resumed.sessions, strict=True):
         assert (a["acc_all"], a["val_acc_all"], a["adapted_layers"]) == (
