@@ -32,7 +32,7 @@ def run(spec_path: Path, sampler_seed: int, root: Path) -> dict:
     spec = dataclasses.replace(
         spec,
         name=f"{spec.name}-sampler{sampler_seed}",
-        search=dataclasses.replace(spec.search, seed=sampler_seed),
+        search=spec.search.model_copy(update={"seed": sampler_seed}),
     )
     start = time.perf_counter()
     outcome = launch(spec, root, quiet=True)

@@ -19,6 +19,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "DecomposedLinear",
             "PEFT_MODES",
             "adapter_sensitivity_ratio",
+            "check_rank",
             "decompose_linear",
             "select_layers",
         ],

@@ -1,13 +1,15 @@
 """The YAML sweep spec: fixed trial settings, a search space, the search, the pruner, metric and resources.
 
 Everything is checked before a sweep starts, so a bad spec fails with one message naming file and key.
+Pydantic checks what each key may hold (``_SpecFile`` and the models in it); the code here checks what
+needs several keys or a look elsewhere: trial settings that go together, optuna's arguments, the data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
-import difflib
 import importlib.util
 import inspect
 import itertools
@@ -15,14 +17,28 @@ import math
 import random
 import re
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import optuna
 import torch
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    FiniteFloat,
+    NonNegativeInt,
+    PositiveInt,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from ckpd_core import (
     SESSION_METRICS,
@@ -30,17 +46,18 @@ from ckpd_core import (
     ConfigError,
     TrialConfig,
     build_benchmark,
+    check_rank,
     find_linear_layers,
 )
 from ckpd_core.data import check_data_root, count_sessions
 from ckpd_core.metrics import with_validation
 from ckpd_core.models.backbone import create_backbone
+from ckpd_core.validation import STRICT, Number, Problem, dotted, pair, problem
 
 from .errors import SpecError
 from .objective import DEFAULT_OBJECTIVE, OBJECTIVES, Objective
 
 ALGORITHMS = ("grid", "random", "optuna")
-MODES = ("max", "min")
 METRICS = with_validation(SESSION_METRICS)
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -59,39 +76,46 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
 }
 # Samplers that import an optional package only when they first sample, i.e. mid-sweep.
 _SAMPLER_PACKAGES = {"cmaes": "cmaes", "gp": "scipy"}
-TOP_LEVEL_KEYS = (
-    "name",
-    "description",
-    "trial",
-    "space",
-    "search",
-    "pruner",
-    "metric",
-    "objective",
-    "mode",
-    "num_samples",
-    "seeds",
-    "resources",
-    "max_concurrent",
-    "max_failures",
-    "results",
-)
-DOMAIN_KEYS = ("choice", "grid", "int", "uniform", "loguniform")
-RESOURCE_KEYS = ("cpu", "gpu")
-_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-# The annotated type of each trial setting, quoted when a value of the wrong type breaks TrialConfig.
-_SETTING_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrialConfig)}
+# The trial settings a spec may fix or sweep (the seed comes from the top-level seeds).
+_Setting = Literal[tuple(f.name for f in dataclasses.fields(TrialConfig) if f.name != "seed")]
+# ``key:`` with nothing after it means the key's empty default.
+_EMPTY_IF_NULL = BeforeValidator(lambda value: {} if value is None else value)
+
+
+class _Invalid(Exception):
+    """A problem at one key of a spec; the public functions add the file and raise SpecError."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
 
 
 # ----------------------------------------------------------------------------------------- domains
 
 
-@dataclass(frozen=True)
-class _Values:
+class _Domain(BaseModel):
+    """The values a swept setting takes, written ``{keyword: ...}`` in YAML."""
+
+    model_config = ConfigDict(**STRICT, frozen=True)
+    keyword: ClassVar[str]
+
+    def to_yaml(self) -> dict[str, Any]:
+        values = self.model_dump(exclude_defaults=True)
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+
+
+class _Values(_Domain):
     """A finite list of values; subclasses differ in whether the searcher picks or a grid crosses them."""
 
-    values: tuple[Any, ...]
-    keyword: ClassVar[str]
+    @property
+    def values(self) -> tuple[Any, ...]:
+        return getattr(self, self.keyword)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> _Values:
+        repeated = [value for i, value in enumerate(self.values) if value in self.values[:i]]
+        if repeated:
+            raise ValueError(f"{self.keyword} lists {repeated[0]!r} more than once")
+        return self
 
     def extremes(self) -> list[Any]:
         return list(self.values)
@@ -102,32 +126,64 @@ class _Values:
     def sample(self, rng: random.Random) -> Any:
         return rng.choice(self.values)
 
-    def to_yaml(self) -> dict[str, Any]:
-        return {self.keyword: list(self.values)}
+
+_ValueList = Annotated[
+    tuple[Any, ...], Field(min_length=1, strict=False, description="a non-empty list of values")
+]
 
 
 class Choice(_Values):
     """A categorical value the searcher picks (crossed like a grid under ``algorithm: grid``)."""
 
     keyword = "choice"
+    choice: _ValueList
 
 
 class Grid(_Values):
     """Values run exhaustively: every one is crossed with every other grid value and every seed."""
 
     keyword = "grid"
+    grid: _ValueList
 
 
-@dataclass(frozen=True)
-class IntRange:
-    """An integer in [low, high] inclusive, optionally sampled log-uniformly."""
+_Integers = pair(int, "two integers")
+_Numbers = pair(FiniteFloat, "two numbers")
+_PositiveNumbers = pair(Annotated[FiniteFloat, Field(gt=0)], "two numbers > 0")
 
-    low: int
-    high: int
-    log: bool = False
+
+class _Range(_Domain):
+    """A range ``{keyword: [low, high]}``; ``low`` must be below ``high``."""
+
+    @property
+    def low(self) -> Any:
+        return getattr(self, self.keyword)[0]
+
+    @property
+    def high(self) -> Any:
+        return getattr(self, self.keyword)[1]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
 
     def extremes(self) -> list[Any]:
         return [self.low, self.high]
+
+
+class IntRange(_Range):
+    """An integer in [low, high] inclusive, optionally sampled log-uniformly."""
+
+    keyword = "int"
+    int: _Integers
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _log_from_one(self) -> IntRange:
+        if self.log and self.low < 1:
+            raise ValueError(f"a log-scaled int range needs low >= 1, got {self.low}")
+        return self
 
     def to_optuna(self, trial: optuna.Trial, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log)
@@ -138,19 +194,12 @@ class IntRange:
         # floor(exp(U(log low, log(high + 1)))) gives each integer k the mass log((k + 1) / k).
         return min(self.high, math.floor(math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))))
 
-    def to_yaml(self) -> dict[str, Any]:
-        return {"int": [self.low, self.high], **({"log": True} if self.log else {})}
 
-
-@dataclass(frozen=True)
-class Uniform:
+class Uniform(_Range):
     """A float drawn uniformly from [low, high]."""
 
-    low: float
-    high: float
-
-    def extremes(self) -> list[Any]:
-        return [self.low, self.high]
+    keyword = "uniform"
+    uniform: _Numbers
 
     def to_optuna(self, trial: optuna.Trial, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high)
@@ -158,19 +207,12 @@ class Uniform:
     def sample(self, rng: random.Random) -> float:
         return rng.uniform(self.low, self.high)
 
-    def to_yaml(self) -> dict[str, Any]:
-        return {"uniform": [self.low, self.high]}
 
-
-@dataclass(frozen=True)
-class LogUniform:
+class LogUniform(_Range):
     """A positive float whose logarithm is uniform on [log low, log high]."""
 
-    low: float
-    high: float
-
-    def extremes(self) -> list[Any]:
-        return [self.low, self.high]
+    keyword = "loguniform"
+    loguniform: _PositiveNumbers
 
     def to_optuna(self, trial: optuna.Trial, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=True)
@@ -178,27 +220,41 @@ class LogUniform:
     def sample(self, rng: random.Random) -> float:
         return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
 
-    def to_yaml(self) -> dict[str, Any]:
-        return {"loguniform": [self.low, self.high]}
+
+_DOMAINS = (Choice, Grid, IntRange, Uniform, LogUniform)
 
 
-Domain = Choice | Grid | IntRange | Uniform | LogUniform
+def _domain_kind(raw: Any) -> str | None:
+    """Which domain a space entry is: its one key besides ``log`` (which only ``int`` takes)."""
+    kinds = [key for key in raw if key != "log"] if isinstance(raw, dict) else []
+    return kinds[0] if len(kinds) == 1 and (kinds[0] == "int" or "log" not in raw) else None
+
+
+# A space entry: the domain its key names (Union over a computed tuple, which ``|`` cannot write).
+Domain = Annotated[
+    Union[tuple(Annotated[cls, Tag(cls.keyword)] for cls in _DOMAINS)],  # noqa: UP007
+    Discriminator(_domain_kind),
+    Field(
+        description=f"exactly one of {', '.join(cls.keyword for cls in _DOMAINS)} (int also takes "
+        "log: true), e.g. {choice: [4, 8, 16]} or {loguniform: [1.0e-4, 1.0e-2]}"
+    ),
+]
 
 # ------------------------------------------------------------------------------------ spec objects
 
 
-@dataclass
-class SearchSpec:
+class SearchSpec(BaseModel):
     """How non-grid values are chosen; ``sampler`` and ``sampler_args`` apply to ``optuna`` only.
 
     ``seed`` seeds the sampler (default: the sweep's first trial seed), so a search can be repeated
     with another sampler seed to check that its conclusions do not depend on the path it took.
     """
 
-    algorithm: str = "optuna"
-    sampler: str = "tpe"
-    sampler_args: dict[str, Any] = field(default_factory=dict)
-    seed: int | None = None
+    model_config = STRICT
+    algorithm: Literal[ALGORITHMS] = "optuna"
+    sampler: Literal[tuple(SAMPLERS)] = "tpe"
+    sampler_args: Annotated[dict[str, Any], _EMPTY_IF_NULL] = {}
+    seed: NonNegativeInt | None = None
 
     def build_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         with warnings.catch_warnings():  # qmc and gp are "experimental"
@@ -217,8 +273,10 @@ class SearchSpec:
         }
 
 
-@dataclass
-class PrunerSpec:
+_MARGIN = "a number in [0, 1) in units of the objective (0.002 = 0.2 accuracy points)"
+
+
+class PrunerSpec(BaseModel):
     """An Optuna pruner by name; ``patient`` holds its ``wrapped_pruner`` as a nested PrunerSpec or None.
 
     ``margin`` (in units of the objective, say 0.002 = 0.2 accuracy points): a run is pruned only if
@@ -226,9 +284,10 @@ class PrunerSpec:
     seed-to-seed noise never stops a run.
     """
 
-    name: str
-    args: dict[str, Any] = field(default_factory=dict)
-    margin: float = 0.0
+    model_config = STRICT
+    name: Literal[tuple(PRUNERS)]
+    args: Annotated[dict[str, Any], _EMPTY_IF_NULL] = {}
+    margin: Annotated[float, Field(ge=0, lt=1, description=_MARGIN)] = 0.0
 
     def build(self) -> optuna.pruners.BasePruner:
         args = dict(self.args)
@@ -252,26 +311,76 @@ class PrunerSpec:
         return {"name": self.name, "args": args, **({"margin": self.margin} if self.margin else {})}
 
 
+_Pruner = Annotated[
+    PrunerSpec | None,
+    BeforeValidator(lambda value: None if value == "none" else value),
+    Field(description="null / none or {name: ..., args: {...}}"),
+]
+
+
+class _Resources(BaseModel):
+    """What each trial reserves: CPUs and a share of a GPU (fractions allowed: 0.5 = half a GPU)."""
+
+    model_config = STRICT
+    cpu: Annotated[Number, Field(gt=0)] = 1
+    gpu: Annotated[Number, Field(ge=0)] = 0
+
+
+class _SpecFile(BaseModel):
+    """Every key a sweep spec file may hold, what it allows and its default (fields as in SweepSpec)."""
+
+    model_config = STRICT
+    name: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+            description="a usable sweep name (letters, digits, '.', '_', '-')",
+        ),
+    ]
+    description: str = ""
+    trial: Annotated[dict[_Setting, Any], _EMPTY_IF_NULL] = {}
+    space: Annotated[dict[_Setting, Domain], _EMPTY_IF_NULL] = {}
+    search: Annotated[SearchSpec, _EMPTY_IF_NULL] = Field(default_factory=SearchSpec)
+    pruner: _Pruner = None
+    metric: Literal[METRICS] = "val_acc_all"
+    objective: Annotated[
+        Literal[OBJECTIVES],
+        Field(
+            description="avg (mean of the metric over all sessions, the default), last (the final "
+            "session) or hm (harmonic mean of base and novel accuracy at the end)"
+        ),
+    ] = DEFAULT_OBJECTIVE
+    mode: Annotated[Literal["max", "min"], Field(description="max or min")] = "max"
+    num_samples: PositiveInt = 1
+    seeds: Annotated[
+        list[NonNegativeInt], Field(min_length=1, description="a non-empty list of integers >= 0")
+    ] = [0]
+    resources: Annotated[_Resources, _EMPTY_IF_NULL] = Field(default_factory=_Resources)
+    max_concurrent: PositiveInt | None = None
+    max_failures: Annotated[int, Field(ge=-1)] = 1
+    results: Annotated[str, Field(min_length=1, description="a folder path")] = "results"
+
+
 @dataclass
 class SweepSpec:
     """A validated sweep: build it with ``load_spec`` or ``parse_spec``, which check every field."""
 
     name: str
-    path: Path | None = None
-    description: str = ""
-    trial: dict[str, Any] = field(default_factory=dict)
-    space: dict[str, Domain] = field(default_factory=dict)
-    search: SearchSpec = field(default_factory=SearchSpec)
-    pruner: PrunerSpec | None = None
-    metric: str = "val_acc_all"
-    objective: Objective = field(default_factory=Objective)
-    mode: str = "max"
-    num_samples: int = 1
-    seeds: list[int] = field(default_factory=lambda: [0])
-    resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
-    max_concurrent: int | None = None
-    max_failures: int = 1
-    results: str = "results"
+    path: Path | None
+    description: str
+    trial: dict[str, Any]
+    space: dict[str, Domain]
+    search: SearchSpec
+    pruner: PrunerSpec | None
+    metric: str
+    objective: Objective
+    mode: str
+    num_samples: int
+    seeds: list[int]
+    resources: dict[str, float]
+    max_concurrent: int | None
+    max_failures: int
+    results: str
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid values (choices too under ``algorithm: grid``); [{}] if none."""
@@ -296,7 +405,7 @@ class SweepSpec:
 
     def trial_config(self, params: dict[str, Any], seed: int) -> TrialConfig:
         """The trial's own copy of the fixed settings, with the sampled ``params`` and ``seed`` on top."""
-        return TrialConfig.from_dict(copy.deepcopy({**self.trial, **params, "seed": seed}))
+        return build_trial_config(self.trial, params, seed)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (YAML-ready, a deep copy) that ``parse_spec`` turns back into an equal spec."""
@@ -324,6 +433,11 @@ class SweepSpec:
 # --------------------------------------------------------------------------------------- loading
 
 
+def build_trial_config(fixed: dict[str, Any], params: dict[str, Any], seed: int) -> TrialConfig:
+    """A run's TrialConfig: a copy of the fixed settings with the sampled ``params`` and ``seed`` on top."""
+    return TrialConfig.from_dict(copy.deepcopy({**fixed, **params, "seed": seed}))
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec file; the sweep's name defaults to the file stem."""
     path = Path(path)
@@ -342,244 +456,132 @@ def load_spec(path: str | Path) -> SweepSpec:
 def parse_spec(data: Any, path: str | Path | None = None, name_default: str | None = None) -> SweepSpec:
     """Validate plain values (parsed YAML) into a SweepSpec; raise SpecError at the first problem."""
     path = Path(path) if path is not None else None
-    where = str(path) if path is not None else "<sweep spec>"
     if name_default is None:
         name_default = path.stem if path is not None else "sweep"
-    check = _Checker(where)
     if not isinstance(data, dict):
-        raise SpecError(f"{where}: the top level must be a mapping of sweep settings, got {_kind(data)}")
-    check.known_keys(data, "", TOP_LEVEL_KEYS)
-
-    name = data.get("name", name_default)
-    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
-        raise check.fail("name", f"{name!r} is not a usable sweep name: letters, digits, '.', '_', '-'")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise check.fail("description", f"must be text, got {_kind(description)}")
-
-    trial = check.mapping(data.get("trial", {}), "trial")
-    check.setting_names(trial, "trial")
-    _absolute_paths(trial)
-    check.fixed_trial(trial)
-    space = _parse_space(check.mapping(data.get("space", {}), "space"), trial, check)
-
-    search = _parse_search(data.get("search", {}), check)
-    _check_space_fits_search(space, search, check)
-    pruner = _parse_pruner(data.get("pruner"), "pruner", check)
-
-    metric = data.get("metric", "val_acc_all")
-    if metric not in METRICS:
-        raise check.fail("metric", f"{metric!r} is not a session metric; choose one of {', '.join(METRICS)}")
-    kind = data.get("objective", DEFAULT_OBJECTIVE)
-    if kind not in OBJECTIVES:
-        raise check.fail(
-            "objective",
-            f"{kind!r} is unknown; choose avg (mean of the metric over all sessions, the default), "
-            "last (the final session) or hm (harmonic mean of base and novel accuracy at the end)",
+        raise SpecError(
+            f"{_label(path)}: the top level must be a mapping of sweep settings, got {_kind(data)}"
         )
-    try:
-        objective = Objective(kind, metric)
-    except ValueError as exc:
-        raise check.fail("objective", str(exc)) from None
-    mode = data.get("mode", "max")
-    if mode not in MODES:
-        raise check.fail("mode", f"{mode!r} is not allowed; choose max or min")
-    num_samples = check.integer(data.get("num_samples", 1), "num_samples", low=1)
-    if search.algorithm == "grid" and num_samples != 1:
-        raise check.fail(
-            "num_samples",
-            f"is {num_samples}, but a grid search runs each point once per seed: "
-            "use 1 and list repeats under seeds",
-        )
-    seeds = _parse_seeds(data.get("seeds", [0]), check)
-    resources = _parse_resources(data.get("resources", {}), trial, check)
-    max_concurrent = data.get("max_concurrent")
-    if max_concurrent is not None:
-        check.integer(max_concurrent, "max_concurrent", low=1)
-    max_failures = check.integer(data.get("max_failures", 1), "max_failures", low=-1)
-    results = data.get("results", "results")
-    if not isinstance(results, str) or not results:
-        raise check.fail("results", f"must be a folder path, got {results!r}")
-    _check_benchmark(trial, space, check)
-    return SweepSpec(
-        name=name,
-        path=path,
-        description=description,
-        trial=trial,
-        space=space,
-        search=search,
-        pruner=pruner,
-        metric=metric,
-        objective=objective,
-        mode=mode,
-        num_samples=num_samples,
-        seeds=seeds,
-        resources=resources,
-        max_concurrent=max_concurrent,
-        max_failures=max_failures,
-        results=results,
-    )
+    with _in_file(path):
+        for section in ("trial", "space"):
+            if isinstance(data.get(section), dict) and "seed" in data[section]:
+                raise _Invalid(f"{section}.seed", "seeds come from the top-level seeds: list, not from here")
+        file = _validated(_SpecFile, {"name": name_default, **data})
+        for key in file.space:
+            if key in file.trial:
+                raise _Invalid(f"space.{key}", "is both fixed under trial: and swept under space:; keep one")
+        _absolute_paths(file.trial)
+        _check_settings(file.trial, file.space)
+        _check_search(file.search, file.space)
+        _check_pruner(file.pruner, ("pruner",))
+        try:
+            objective = Objective(file.objective, file.metric)
+        except ValueError as exc:
+            raise _Invalid("objective", str(exc)) from None
+        if file.search.algorithm == "grid" and file.num_samples != 1:
+            raise _Invalid(
+                "num_samples",
+                f"is {file.num_samples}, but a grid search runs each point once per seed: "
+                "use 1 and list repeats under seeds",
+            )
+        for i, seed in enumerate(file.seeds):
+            if seed in file.seeds[:i]:
+                raise _Invalid(f"seeds[{i}]", f"seed {seed} is listed twice")
+        if str(file.trial.get("device", "cpu")).startswith("cuda") and file.resources.gpu == 0:
+            raise _Invalid(
+                "resources.gpu", "is 0 but trial.device is cuda: reserve a GPU share, e.g. gpu: 0.5"
+            )
+        _check_benchmark(file.trial, file.space)
+    return SweepSpec(path=path, **{**dict(file), "objective": objective, "resources": dict(file.resources)})
 
 
 # ------------------------------------------------------------------------------------ validation
 
 
-class _Checker:
-    """Builds the SpecErrors of one file and holds the checks shared by several sections."""
+@contextlib.contextmanager
+def _in_file(path: Path | None) -> Iterator[None]:
+    """Raise the SpecError, naming the spec file, of a problem found inside."""
+    try:
+        yield
+    except _Invalid as exc:
+        raise SpecError(f"{_label(path)}: {exc}") from None
 
-    def __init__(self, where: str) -> None:
-        self.where = where
 
-    def fail(self, key: str, message: str) -> SpecError:
-        return SpecError(f"{self.where}: {key}: {message}")
+def _label(path: Path | None) -> str:
+    return str(path) if path is not None else "<sweep spec>"
 
-    def known_keys(self, data: dict, section: str, allowed: tuple[str, ...]) -> None:
-        for key in data:
-            if key not in allowed:
-                dotted = f"{section}.{key}" if section else str(key)
-                raise self.fail(dotted, f"unknown key; allowed keys: {', '.join(allowed)}")
 
-    def mapping(self, value: Any, key: str, allowed: tuple[str, ...] | None = None) -> dict:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(key, f"must be a mapping, got {_kind(value)}")
-        if allowed is not None:
-            self.known_keys(value, key, allowed)
-        return dict(value)
+def _validated(expected: Any, data: Any, at: tuple[str | int, ...] = ()) -> Any:
+    """``data`` as the type ``expected`` (found at ``at`` in the spec); pydantic's first error as ours."""
+    try:
+        return TypeAdapter(expected).validate_python(data)
+    except ValidationError as exc:
+        raise _invalid(problem(exc, expected), at) from None
 
-    def integer(self, value: Any, key: str, low: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise self.fail(key, f"must be an integer >= {low}, got {_describe(value)}")
-        return value
 
-    def setting_names(self, values: dict, section: str) -> None:
-        known = [f.name for f in dataclasses.fields(TrialConfig) if f.name != "seed"]
-        for name in values:
-            if name == "seed":
-                raise self.fail(f"{section}.seed", "seeds come from the top-level seeds: list, not from here")
-            if name not in known:
-                close = difflib.get_close_matches(str(name), known, n=3)
-                hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-                raise self.fail(
-                    f"{section}.{name}", f"not a trial setting{hint}; settings: {', '.join(sorted(known))}"
-                )
+def _invalid(found: Problem, at: tuple[str | int, ...]) -> _Invalid:
+    """A problem pydantic found, worded: the key, what is wrong, what is allowed."""
+    loc, inner = (*at, *found.loc), ""
+    if loc[:1] == ("space",) and len(loc) > 2:  # inside a domain: name the space entry (loc[2] is its kind)
+        loc, inner = loc[:2], f"{dotted(loc[3:])} " if len(loc) > 3 else ""
+    key = dotted(loc)
+    if found.kind == "unknown":
+        return _Invalid(key, f"unknown key{found.hint}; allowed keys: {found.allowed}")
+    if found.kind == "custom":
+        return _Invalid(key, found.allowed)
+    if found.kind == "choice":
+        return _Invalid(key, f"{inner}{found.value!r} is unknown; choose {found.allowed}")
+    got = f"{_describe(found.value)}{_yaml_hint(found.value)}"
+    return _Invalid(key, f"{inner}must be {found.allowed}, got {got}")
 
-    def fixed_trial(self, trial: dict) -> None:
-        error = _config_error(trial)
-        if error is None:
-            return
+
+def _check_settings(trial: dict, space: dict[str, Domain]) -> None:
+    """The fixed settings make a trial, and so do they with either end of every swept range or value."""
+    error = _config_error(trial)
+    if error is not None:
         key = _culprit(trial, str(error), lambda values: _config_error(values) is None)
-        if key is None:
-            raise self.fail("trial", str(error))
-        raise self.fail(f"trial.{key}", _explain(error, key, trial[key]))
-
-
-def _parse_space(raw: dict, trial: dict, check: _Checker) -> dict[str, Domain]:
-    check.setting_names(raw, "space")
-    space: dict[str, Domain] = {}
-    for key, value in raw.items():
-        if key in trial:
-            raise check.fail(f"space.{key}", "is both fixed under trial: and swept under space:; keep one")
-        space[key] = _parse_domain(value, f"space.{key}", check)
+        raise _Invalid(f"trial.{key}" if key else "trial", f"{error}{_yaml_hint(trial.get(key))}")
     for key, domain in space.items():
         for value in domain.extremes():
             error = _config_error({**trial, key: value})
             if error is not None:
-                raise check.fail(f"space.{key}", _explain(error, key, value))
-    return space
+                raise _Invalid(f"space.{key}", f"{error}{_yaml_hint(value)}")
 
 
-def _parse_domain(raw: Any, key: str, check: _Checker) -> Domain:
-    kinds = [k for k in DOMAIN_KEYS if isinstance(raw, dict) and k in raw]
-    extra = set(raw) - set(DOMAIN_KEYS) - {"log"} if isinstance(raw, dict) else set()
-    if len(kinds) != 1 or extra or ("log" in raw and kinds != ["int"]):
-        raise check.fail(
-            key,
-            f"must be exactly one of {', '.join(DOMAIN_KEYS)} (int also takes log: true), got {raw!r}; "
-            "e.g. {choice: [4, 8, 16]} or {loguniform: [1.0e-4, 1.0e-2]}",
-        )
-    kind = kinds[0]
-    arg = raw[kind]
-    if kind in ("choice", "grid"):
-        if not isinstance(arg, list) or not arg:
-            raise check.fail(key, f"{kind} needs a non-empty list of values, got {_describe(arg)}")
-        duplicates = [v for i, v in enumerate(arg) if v in arg[:i]]
-        if duplicates:
-            raise check.fail(key, f"{kind} lists {duplicates[0]!r} more than once")
-        return (Choice if kind == "choice" else Grid)(tuple(arg))
-    if not isinstance(arg, list) or len(arg) != 2:
-        raise check.fail(key, f"{kind} needs [low, high], got {_describe(arg)}")
-    low, high = arg
-    if kind == "int":
-        for bound in (low, high):
-            if isinstance(bound, bool) or not isinstance(bound, int):
-                message = f"int bounds must be integers, got {_describe(bound)}{_yaml_hint(bound)}"
-                raise check.fail(key, message)
-        log = raw.get("log", False)
-        if not isinstance(log, bool):
-            raise check.fail(f"{key}.log", f"must be true or false, got {_describe(log)}")
-        if log and low < 1:
-            raise check.fail(key, f"a log-scaled int range needs low >= 1, got {low}")
-    else:
-        for bound in (low, high):
-            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
-                message = f"{kind} bounds must be finite numbers, got {_describe(bound)}{_yaml_hint(bound)}"
-                raise check.fail(key, message)
-        low, high = float(low), float(high)
-        if kind == "loguniform" and low <= 0:
-            raise check.fail(key, f"loguniform needs low > 0, got {low}")
-    if low >= high:
-        raise check.fail(key, f"low ({low}) must be below high ({high})")
-    if kind == "int":
-        return IntRange(low, high, log)
-    return Uniform(low, high) if kind == "uniform" else LogUniform(low, high)
-
-
-def _parse_search(raw: Any, check: _Checker) -> SearchSpec:
-    data = check.mapping(raw, "search", ("algorithm", "sampler", "sampler_args", "seed"))
-    algorithm = data.get("algorithm", "optuna")
-    if algorithm not in ALGORITHMS:
-        allowed = ", ".join(ALGORITHMS)
-        raise check.fail("search.algorithm", f"{algorithm!r} is unknown; choose one of {allowed}")
-    seed = data.get("seed")
-    if seed is not None:
-        check.integer(seed, "search.seed", low=0)
-    if algorithm != "optuna":
+def _check_search(search: SearchSpec, space: dict[str, Domain]) -> None:
+    """The sampler's arguments against its signature, and a space the search can handle."""
+    if search.algorithm != "optuna":
         for key in ("sampler", "sampler_args"):
-            if key in data:
-                raise check.fail(f"search.{key}", f"only applies to algorithm optuna, not {algorithm}")
-        return SearchSpec(algorithm, seed=seed)
-    sampler = data.get("sampler", "tpe")
-    if not isinstance(sampler, str) or sampler not in SAMPLERS:
-        raise check.fail("search.sampler", f"{sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
-    package = _SAMPLER_PACKAGES.get(sampler)
-    if package and importlib.util.find_spec(package) is None:
-        raise check.fail("search.sampler", f"{sampler} needs the {package} package: pip install {package}")
-    args = check.mapping(data.get("sampler_args", {}), "search.sampler_args")
-    cls = SAMPLERS[sampler]
-    accepted = [p for p in inspect.signature(cls).parameters if p != "seed"]
-    for arg in args:
-        if arg == "seed":
-            raise check.fail("search.sampler_args.seed", "set the sampler's seed as search.seed")
-        if arg not in accepted:
-            raise check.fail(
-                f"search.sampler_args.{arg}",
-                f"not an argument of optuna.samplers.{cls.__name__}; arguments: {', '.join(accepted)}",
+            if key in search.model_fields_set:
+                raise _Invalid(f"search.{key}", f"only applies to algorithm optuna, not {search.algorithm}")
+    else:
+        package = _SAMPLER_PACKAGES.get(search.sampler)
+        if package and importlib.util.find_spec(package) is None:
+            raise _Invalid(
+                "search.sampler", f"{search.sampler} needs the {package} package: pip install {package}"
             )
-    search = SearchSpec(algorithm, sampler, args, seed)
-    try:
-        search.build_sampler()
-    except (ValueError, TypeError) as exc:
-        key = _culprit(args, str(exc), lambda a: _builds(SearchSpec("optuna", sampler, a).build_sampler))
-        raise check.fail(f"search.sampler_args.{key}" if key else "search.sampler_args", str(exc)) from None
-    return search
-
-
-def _check_space_fits_search(space: dict[str, Domain], search: SearchSpec, check: _Checker) -> None:
+        cls = SAMPLERS[search.sampler]
+        accepted = [p for p in inspect.signature(cls).parameters if p != "seed"]
+        for arg in search.sampler_args:
+            if arg == "seed":
+                raise _Invalid("search.sampler_args.seed", "set the sampler's seed as search.seed")
+            if arg not in accepted:
+                raise _Invalid(
+                    f"search.sampler_args.{arg}",
+                    f"not an argument of optuna.samplers.{cls.__name__}; arguments: {', '.join(accepted)}",
+                )
+        try:
+            search.build_sampler()
+        except (ValueError, TypeError) as exc:
+            key = _culprit(
+                search.sampler_args,
+                str(exc),
+                lambda args: _builds(search.model_copy(update={"sampler_args": args}).build_sampler),
+            )
+            raise _Invalid(f"search.sampler_args.{key}" if key else "search.sampler_args", str(exc)) from None
     for key, domain in space.items():
         if search.algorithm == "grid" and not isinstance(domain, _Values):
-            raise check.fail(
+            raise _Invalid(
                 f"space.{key}",
                 f"{domain.to_yaml()} is a range, but search.algorithm grid only enumerates "
                 "values: use choice or grid, or search.algorithm random / optuna",
@@ -587,80 +589,42 @@ def _check_space_fits_search(space: dict[str, Domain], search: SearchSpec, check
         if search.algorithm == "optuna" and isinstance(domain, Choice):
             for value in domain.values:
                 if value is not None and not isinstance(value, (bool, int, float, str)):
-                    raise check.fail(
+                    raise _Invalid(
                         f"space.{key}",
                         f"Optuna can only choose null, booleans, numbers or text, not "
                         f"{_describe(value)}: sweep these values with grid instead of choice",
                     )
 
 
-def _parse_pruner(raw: Any, key: str, check: _Checker) -> PrunerSpec | None:
-    if raw is None or raw == "none":
-        return None
-    if not isinstance(raw, dict):
-        raise check.fail(key, f"must be null / none or {{name: ..., args: {{...}}}}, got {_describe(raw)}")
-    data = check.mapping(raw, key, ("name", "args", "margin"))
-    margin = data.get("margin", 0.0)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
-        raise check.fail(
-            f"{key}.margin",
-            f"must be a number in [0, 1) in units of the objective (0.002 = 0.2 accuracy points), "
-            f"got {_describe(margin)}{_yaml_hint(margin)}",
-        )
-    name = data.get("name")
-    if not isinstance(name, str) or name not in PRUNERS:
-        raise check.fail(
-            f"{key}.name", f"{name!r} is not a pruner; choose one of {', '.join(PRUNERS)} (or pruner: null)"
-        )
-    args = check.mapping(data.get("args", {}), f"{key}.args")
-    cls = PRUNERS[name]
+def _check_pruner(pruner: PrunerSpec | None, at: tuple[str, ...]) -> None:
+    """The pruner's arguments against its signature (a wrapped pruner's too), and that it builds."""
+    if pruner is None:
+        return
+    cls = PRUNERS[pruner.name]
     params = inspect.signature(cls).parameters
-    for arg in args:
+    for arg in pruner.args:
         if arg not in params:
-            raise check.fail(
-                f"{key}.args.{arg}",
+            raise _Invalid(
+                dotted((*at, "args", arg)),
                 f"not an argument of optuna.pruners.{cls.__name__}; arguments: {', '.join(params)}",
             )
     for param in params.values():
-        if param.default is param.empty and param.name not in args:
-            raise check.fail(f"{key}.args.{param.name}", f"optuna.pruners.{cls.__name__} requires it")
-    if name == "patient":
-        args["wrapped_pruner"] = _parse_pruner(args["wrapped_pruner"], f"{key}.args.wrapped_pruner", check)
-    spec = PrunerSpec(name, args, float(margin))
+        if param.default is param.empty and param.name not in pruner.args:
+            raise _Invalid(dotted((*at, "args", param.name)), f"optuna.pruners.{cls.__name__} requires it")
+    if pruner.name == "patient":
+        wrapped_at = (*at, "args", "wrapped_pruner")
+        pruner.args["wrapped_pruner"] = _validated(_Pruner, pruner.args["wrapped_pruner"], wrapped_at)
+        _check_pruner(pruner.args["wrapped_pruner"], wrapped_at)
     try:
-        spec.build()
+        pruner.build()
     except (ValueError, TypeError) as exc:
-        culprit = _culprit(args, str(exc), lambda a: _builds(PrunerSpec(name, a).build))
-        raise check.fail(f"{key}.args.{culprit}" if culprit else f"{key}.args", str(exc)) from None
-    return spec
+        culprit = _culprit(
+            pruner.args, str(exc), lambda args: _builds(PrunerSpec(name=pruner.name, args=args).build)
+        )
+        raise _Invalid(dotted((*at, "args", culprit) if culprit else (*at, "args")), str(exc)) from None
 
 
-def _parse_seeds(raw: Any, check: _Checker) -> list[int]:
-    if not isinstance(raw, list) or not raw:
-        raise check.fail("seeds", f"must be a non-empty list of integers, got {_describe(raw)}")
-    for i, seed in enumerate(raw):
-        check.integer(seed, f"seeds[{i}]", low=0)
-        if seed in raw[:i]:
-            raise check.fail(f"seeds[{i}]", f"seed {seed} is listed twice")
-    return list(raw)
-
-
-def _parse_resources(raw: Any, trial: dict, check: _Checker) -> dict[str, float]:
-    data = check.mapping(raw, "resources", RESOURCE_KEYS)
-    resources = {"cpu": data.get("cpu", 1), "gpu": data.get("gpu", 0)}
-    for key, value in resources.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise check.fail(f"resources.{key}", f"must be a number, got {_describe(value)}")
-    if resources["cpu"] <= 0:
-        raise check.fail("resources.cpu", f"must be > 0 (fractions allowed), got {resources['cpu']}")
-    if resources["gpu"] < 0:
-        raise check.fail("resources.gpu", f"must be >= 0 (0.5 = half a GPU), got {resources['gpu']}")
-    if str(trial.get("device", "cpu")).startswith("cuda") and resources["gpu"] == 0:
-        raise check.fail("resources.gpu", "is 0 but trial.device is cuda: reserve a GPU share, e.g. gpu: 0.5")
-    return resources
-
-
-def _check_benchmark(trial: dict, space: dict[str, Domain], check: _Checker) -> None:
+def _check_benchmark(trial: dict, space: dict[str, Domain]) -> None:
     """The benchmark name, its benchmark_kwargs and data_root being set, for every value the sweep uses
     (nothing is read: the driver may not hold the data)."""
     for values in _variants(trial, space, ("benchmark", "benchmark_kwargs", "data_root")):
@@ -668,11 +632,11 @@ def _check_benchmark(trial: dict, space: dict[str, Domain], check: _Checker) -> 
             count_sessions(values["benchmark"], **values["benchmark_kwargs"])
         except ConfigError as exc:
             key = "benchmark" if str(exc).startswith("benchmark=") else "benchmark_kwargs"
-            raise check.fail(_where(key, space), str(exc)) from None
+            raise _Invalid(_where(key, space), str(exc)) from None
         try:
             check_data_root(values["benchmark"], values["data_root"])
         except ConfigError as exc:
-            raise check.fail(_where("data_root", space), str(exc)) from None
+            raise _Invalid(_where("data_root", space), str(exc)) from None
 
 
 def check_model(spec: SweepSpec) -> None:
@@ -681,12 +645,11 @@ def check_model(spec: SweepSpec) -> None:
     fits every candidate layer. Built on the meta device (no weights, no memory, no download, a
     fraction of a second); ``ckpd-sweep validate`` and ``launch`` run it, ``parse_spec`` does not.
     Raises SpecError naming the spec file and the key."""
-    _check_backbone(
-        spec.trial, spec.space, _Checker(str(spec.path) if spec.path is not None else "<sweep spec>")
-    )
+    with _in_file(spec.path):
+        _check_backbone(spec.trial, spec.space)
 
 
-def _check_backbone(trial: dict, space: dict[str, Domain], check: _Checker) -> None:
+def _check_backbone(trial: dict, space: dict[str, Domain]) -> None:
     rank_domain = space.get("rank")
     ranks = [values["rank"] for values in _variants(trial, space, ("rank",))]
     for values in _variants(trial, space, ("backbone", "backbone_kwargs", "layer_patterns")):
@@ -695,23 +658,19 @@ def _check_backbone(trial: dict, space: dict[str, Domain], check: _Checker) -> N
                 backbone = create_backbone(values["backbone"], **values["backbone_kwargs"])
         except ConfigError as exc:
             key = "backbone" if str(exc).startswith("backbone=") else "backbone_kwargs"
-            raise check.fail(_where(key, space), str(exc)) from None
+            raise _Invalid(_where(key, space), str(exc)) from None
         except Exception:  # a model that cannot be built on the meta device: the trial will tell
             continue
         try:
             candidates = find_linear_layers(backbone, values["layer_patterns"])
         except ConfigError as exc:
-            raise check.fail(_where("layer_patterns", space), str(exc)) from None
+            raise _Invalid(_where("layer_patterns", space), str(exc)) from None
         rank = max(ranks, default=1)
-        for name, layer in candidates.items():
-            limit = min(layer.in_features, layer.out_features)
-            if rank > limit:
-                swept = " (the largest swept value)" if rank_domain else ""
-                raise check.fail(
-                    _where("rank", space),
-                    f"rank={rank}{swept} is larger than layer {name} ({layer.out_features}x"
-                    f"{layer.in_features}) of {values['backbone']} allows: use rank <= {limit}",
-                )
+        swept = " (the largest swept value)" if rank_domain else ""
+        try:
+            check_rank(rank, candidates, rank_text=f"rank={rank}{swept}")
+        except ConfigError as exc:
+            raise _Invalid(_where("rank", space), f"{exc} (backbone {values['backbone']})") from None
 
 
 def check_local_inputs(spec: SweepSpec) -> None:
@@ -720,23 +679,24 @@ def check_local_inputs(spec: SweepSpec) -> None:
     backbone_checkpoint (loaded into its backbone). Raises SpecError naming the spec, the key and the
     file. Meant for local runs, where the trials see this disk; images are not decoded, so a corrupt
     image file still fails the trial that reads it."""
-    check = _Checker(str(spec.path) if spec.path is not None else "<sweep spec>")
-    for values in _variants(spec.trial, spec.space, ("benchmark", "benchmark_kwargs", "data_root")):
-        if values["benchmark"] == "icons":  # rendered and cached by ckpd_core itself
-            continue
-        try:
-            build_benchmark(values["benchmark"], values["data_root"], **values["benchmark_kwargs"])
-        except CKPDError as exc:
-            raise check.fail(_where("data_root", spec.space), str(exc)) from None
-    for values in _variants(spec.trial, spec.space, ("backbone", "backbone_kwargs", "backbone_checkpoint")):
-        if values["backbone_checkpoint"] is None:
-            continue
-        try:
-            create_backbone(
-                values["backbone"], checkpoint=values["backbone_checkpoint"], **values["backbone_kwargs"]
-            )
-        except CKPDError as exc:
-            raise check.fail(_where("backbone_checkpoint", spec.space), str(exc)) from None
+    trial, space = spec.trial, spec.space
+    with _in_file(spec.path):
+        for values in _variants(trial, space, ("benchmark", "benchmark_kwargs", "data_root")):
+            if values["benchmark"] == "icons":  # rendered and cached by ckpd_core itself
+                continue
+            try:
+                build_benchmark(values["benchmark"], values["data_root"], **values["benchmark_kwargs"])
+            except CKPDError as exc:
+                raise _Invalid(_where("data_root", space), str(exc)) from None
+        for values in _variants(trial, space, ("backbone", "backbone_kwargs", "backbone_checkpoint")):
+            if values["backbone_checkpoint"] is None:
+                continue
+            try:
+                create_backbone(
+                    values["backbone"], checkpoint=values["backbone_checkpoint"], **values["backbone_kwargs"]
+                )
+            except CKPDError as exc:
+                raise _Invalid(_where("backbone_checkpoint", space), str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -771,7 +731,7 @@ def _variants(trial: dict, space: dict[str, Domain], keys: tuple[str, ...]) -> l
         chosen = {k: v for k, v in zip(keys, combo, strict=True) if k in space or k in trial}
         try:
             config = TrialConfig.from_dict(copy.deepcopy({**trial, **chosen}))
-        except (ValueError, TypeError):  # settings that do not go together are refused elsewhere
+        except ConfigError:  # settings that do not go together are refused elsewhere
             continue
         combos.append({key: getattr(config, key) for key in keys})
     return combos
@@ -793,20 +753,13 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return text
 
 
-def _config_error(values: dict) -> Exception | None:
-    """What TrialConfig raises for these values (a ConfigError, or a TypeError for a value of the wrong
-    type), or None if they make a valid trial."""
+def _config_error(values: dict) -> ConfigError | None:
+    """What TrialConfig raises for these values, or None if they make a valid trial."""
     try:
         TrialConfig.from_dict(values)
-    except (ValueError, TypeError, AttributeError) as exc:
+    except ConfigError as exc:
         return exc
     return None
-
-
-def _explain(error: Exception, key: str, value: Any) -> str:
-    if isinstance(error, ConfigError):
-        return f"{error}{_yaml_hint(value)}"
-    return f"{key} expects {_SETTING_TYPES[key]}, got {_describe(value)}{_yaml_hint(value)}"
 
 
 def _builds(build: Callable[[], Any]) -> bool:
@@ -817,9 +770,9 @@ def _builds(build: Callable[[], Any]) -> bool:
     return True
 
 
-def _culprit(values: dict, problem: str, works: Callable[[dict], bool]) -> str | None:
+def _culprit(values: dict, message: str, works: Callable[[dict], bool]) -> str | None:
     """The key an error is about: the first one the message names, else one whose removal fixes it."""
-    named = [(m.start(), key) for key in values if (m := re.search(rf"\b{re.escape(str(key))}\b", problem))]
+    named = [(m.start(), key) for key in values if (m := re.search(rf"\b{re.escape(str(key))}\b", message))]
     if named:
         return min(named)[1]
     for key in values:

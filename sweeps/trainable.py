@@ -24,6 +24,7 @@ from ckpd_core.data import count_sessions
 from ckpd_core.trial import STATE_FILE
 
 from .base_sessions import ensure_base_session
+from .spec import build_trial_config
 from .store import Store, StoredTrial, trial_key
 from .study import OPTUNA_NUMBER, RUN_NUMBER
 
@@ -34,7 +35,7 @@ ORIGIN = "origin"  # a stored row's "<sweep>/<trial id>" of the run that compute
 def trial_config_from(config: dict[str, Any], fixed: dict[str, Any]) -> TrialConfig:
     """The TrialConfig of a Tune trial: the spec's fixed settings, the sampled ones and the seed."""
     sampled = {k: v for k, v in config.items() if k not in BOOKKEEPING}
-    return TrialConfig.from_dict({**fixed, **sampled, "seed": config["seed"]})
+    return build_trial_config(fixed, sampled, config["seed"])
 
 
 def ckpd_trainable(

@@ -31,6 +31,7 @@ from sweeps.results import ResultsStore
 from sweeps.spec import check_local_inputs, load_spec, parse_spec
 from sweeps.storage import Location
 
+from .bad_specs import BAD_SPECS
 from .helpers import session_row, tiny_spec, trial_row
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,184 +81,16 @@ def launch_fails(tmp_path: Path, spec: Path, says: str | tuple[str, ...]) -> str
 
 # ----------------------------------------------------------------------------------------- spec file
 
-BAD_SPECS = [
-    ("not-yaml", "space: {rank: [1, 2\n", "not valid YAML at line 2, column 1"),
-    ("tab-indent", "trial:\n\trank: 4\n", "not valid YAML at line 2, column 1: found character '\\t'"),
-    ("top-level-list", "- rank\n- lr\n", "the top level must be a mapping of sweep settings, got a list"),
-    ("empty-file", "", "the top level must be a mapping of sweep settings, got nothing"),
-    ("unknown-top-level-key", "serach: {algorithm: grid}\n", "serach: unknown key; allowed keys: name,"),
-    ("unknown-trial-setting", "trial: {rnak: 4}\n", "trial.rnak: not a trial setting (did you mean rank?)"),
-    ("seed-under-trial", "trial: {seed: 1}\n", "trial.seed: seeds come from the top-level seeds"),
-    ("fixed-and-swept", "trial: {rank: 4}\nspace: {rank: {choice: [2, 8]}}\n", "space.rank: is both fixed"),
-    ("unknown-domain", "space: {rank: {range: [2, 4]}}\n", "space.rank: must be exactly one of choice, grid"),
-    ("list-not-domain", "space: {rank: [2, 4]}\n", "space.rank: must be exactly one of choice, grid"),
-    (
-        "low-above-high",
-        "space: {lr: {uniform: [0.5, 0.1]}}\n",
-        "space.lr: low (0.5) must be below high (0.1)",
-    ),
-    ("range-not-two-values", "space: {rank: {int: [2]}}\n", "space.rank: int needs [low, high], got a list"),
-    ("empty-grid", "space: {rank: {grid: []}}\n", "space.rank: grid needs a non-empty list of values"),
-    ("repeated-value", "space: {rank: {grid: [4, 4]}}\n", "space.rank: grid lists 4 more than once"),
-    ("loguniform-from-zero", "space: {lr: {loguniform: [0.0, 0.1]}}\n", "space.lr: loguniform needs low > 0"),
-    ("rank-zero", "trial: {rank: 0}\n", "trial.rank: rank=0 must be an integer >= 1"),
-    (
-        "negative-swept-value",
-        "space: {rank: {choice: [-4, 8]}}\n",
-        "space.rank: rank=-4 must be an integer >= 1",
-    ),
-    (
-        "number-read-as-text",
-        "trial: {lr: 1e-3}\n",
-        "trial.lr: lr='1e-3' must be a positive number (YAML read",
-    ),
-    (
-        "wrong-type",
-        "trial: {top_n: null, asr_threshold: high}\n",
-        "trial.asr_threshold: asr_threshold expects float | None, got a str ('high')",
-    ),
-    (
-        "threshold-and-top-n",
-        "space: {asr_threshold: {uniform: [0.1, 0.5]}}\n",
-        "space.asr_threshold: asr_threshold=0.1 and top_n=4 are both set",
-    ),
-    (
-        "unknown-peft-mode",
-        "space: {peft_mode: {grid: [ckpd, dora]}}\n",
-        "peft_mode='dora' is unknown; choose one",
-    ),
-    (
-        "unknown-algorithm",
-        "search: {algorithm: bayes}\n",
-        "search.algorithm: 'bayes' is unknown; choose one of",
-    ),
-    (
-        "unknown-sampler",
-        "search: {sampler: bogus}\n",
-        "search.sampler: 'bogus' is unknown; choose one of tpe",
-    ),
-    (
-        "range-under-grid-search",
-        "search: {algorithm: grid}\nspace: {lr: {uniform: [0.1, 0.5]}}\n",
-        "only enumerates",
-    ),
-    ("unknown-pruner", "pruner: {name: asha}\n", "pruner.name: 'asha' is not a pruner; choose one of median"),
-    (
-        "unknown-pruner-argument",
-        "pruner: {name: median, args: {n_warmup: 1}}\n",
-        "pruner.args.n_warmup: not an",
-    ),
-    (
-        "bad-pruner-argument",
-        "pruner: {name: percentile, args: {percentile: 150}}\n",
-        "pruner.args.percentile",
-    ),
-    (
-        "unknown-metric",
-        "metric: accuracy\n",
-        "metric: 'accuracy' is not a session metric; choose one of acc_all",
-    ),
-    (
-        "unknown-objective",
-        "objective: mean\n",
-        "objective: 'mean' is unknown; choose avg (mean of the metric",
-    ),
-    (
-        "hm-of-a-metric-without-novel",
-        "metric: val_acc_new\nobjective: hm\n",
-        "objective: objective hm is the harmonic mean of base and novel accuracy, which exists for metric",
-    ),
-    ("negative-sampler-seed", "search: {seed: -1}\n", "search.seed: must be an integer >= 0, got -1"),
-    (
-        "sampler-seed-in-sampler-args",
-        "search: {sampler_args: {seed: 3}}\n",
-        "search.sampler_args.seed: set the sampler's seed as search.seed",
-    ),
-    (
-        "negative-base-seed",
-        "trial: {base_seed: -1}\n",
-        "trial.base_seed: base_seed=-1 must be an integer >= 0",
-    ),
-    (
-        "negative-pruner-margin",
-        "pruner: {name: median, margin: -0.01}\n",
-        "pruner.margin: must be a number in [0, 1) in units of the objective",
-    ),
-    (
-        "unknown-recipe",
-        "trial: {recipe: offical}\n",
-        "trial.recipe: recipe='offical' is unknown; choose one of",
-    ),
-    ("unknown-optimizer", "trial: {optimizer: adam}\n", "trial.optimizer: optimizer='adam' is unknown"),
-    (
-        "one-replay-copy-count",
-        "trial: {replay_base_copies: 2}\n",
-        "trial.replay_base_copies: replay_base_copies and replay_novel_copies go together",
-    ),
-    (
-        "top-n-beside-the-official-fixed-layers",
-        "trial: {recipe: official, benchmark: mini_imagenet, data_root: /data, top_n: 6}\n",
-        "trial.top_n: top_n=6 and fixed_last_blocks=2 are both set: select layers by one of them",
-    ),
-    ("unknown-mode", "mode: maximize\n", "mode: 'maximize' is not allowed; choose max or min"),
-    ("no-seeds", "seeds: []\n", "seeds: must be a non-empty list of integers, got a list ([])"),
-    ("repeated-seed", "seeds: [0, 0]\n", "seeds[1]: seed 0 is listed twice"),
-    ("no-samples", "num_samples: 0\n", "num_samples: must be an integer >= 1, got 0"),
-    ("no-cpu", "resources: {cpu: 0}\n", "resources.cpu: must be > 0 (fractions allowed), got 0"),
-    ("cuda-without-gpu", "trial: {device: cuda}\n", "resources.gpu: is 0 but trial.device is cuda"),
-    ("unusable-name", "name: a/b\n", "name: 'a/b' is not a usable sweep name"),
-    (
-        "unknown-benchmark",
-        "trial: {benchmark: cifar10}\n",
-        "trial.benchmark: benchmark='cifar10' is unknown; choose one of icons, cifar100",
-    ),
-    (
-        "unknown-benchmark-setting",
-        "trial: {benchmark_kwargs: {shot: 3}}\n",
-        "trial.benchmark_kwargs: benchmark_kwargs for icons: unknown setting(s) shot; known:",
-    ),
-    (
-        "benchmark-kwargs-not-mapping",
-        "trial: {benchmark_kwargs: 3}\n",
-        "trial.benchmark_kwargs: benchmark_kwargs=3 must be a mapping of settings",
-    ),
-    (
-        "real-benchmark-without-data-root",
-        "trial: {benchmark: cifar100}\n",
-        "trial.data_root: benchmark cifar100 needs data_root: the folder that holds cifar-100-python/",
-    ),
-    (
-        "unknown-backbone",
-        "trial: {backbone: vit_tiny_convstm}\n",
-        "trial.backbone: backbone='vit_tiny_convstm' is not a timm model name. Did you mean vit_tiny_convst",
-    ),
-    (
-        "backbone-kwargs-not-accepted",
-        "trial: {backbone_kwargs: {depht: 2}}\n",
-        "trial.backbone_kwargs: backbone_kwargs for 'vit_tiny_convstem' were not accepted",
-    ),
-    (
-        "layer-pattern-matches-nothing",
-        "trial: {layer_patterns: ['blocks.*.attn.qkvv']}\n",
-        "trial.layer_patterns: layer pattern 'blocks.*.attn.qkvv' matches no linear layer",
-    ),
-    (
-        "rank-above-layer-size",
-        "space: {rank: {choice: [64, 256]}}\n",
-        "space.rank: rank=256 (the largest swept value) is larger than layer blocks.0.attn.qkv (384x128)",
-    ),
-]
-
 
 def test_missing_spec_file(tmp_path):
     cli("validate", tmp_path / "rnak.yaml", says="rnak.yaml: no such sweep spec file")
 
 
-@pytest.mark.parametrize("text, says", [c[1:] for c in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
-def test_bad_spec(tmp_path, monkeypatch, text, says):
+@pytest.mark.parametrize("text, key, says", [c[1:] for c in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
+def test_bad_spec(tmp_path, monkeypatch, text, key, says):
     monkeypatch.chdir(tmp_path)
     spec = write_spec(tmp_path, text)
-    cli("validate", spec, says=(f"error: {spec}: ", says))
+    cli("validate", spec, says=(f"error: {spec}: {key}: " if key else f"error: {spec}: ", says))
     assert [p.name for p in tmp_path.iterdir()] == ["spec.yaml"]
 
 
@@ -267,7 +100,7 @@ LAUNCHED = ["not-yaml", "unknown-trial-setting", "low-above-high", "unknown-prun
 @pytest.mark.parametrize("case", LAUNCHED)
 def test_launch_of_a_bad_spec_starts_nothing(tmp_path, monkeypatch, no_ray, case):
     monkeypatch.chdir(tmp_path)
-    _, text, says = next(c for c in BAD_SPECS if c[0] == case)
+    _, text, _, says = next(c for c in BAD_SPECS if c[0] == case)
     launch_fails(tmp_path, write_spec(tmp_path, text), says)
 
 

@@ -19,9 +19,12 @@ from sweeps.spec import (
     LogUniform,
     SpecError,
     Uniform,
+    check_model,
     load_spec,
     parse_spec,
 )
+
+from .bad_specs import BAD_SPECS
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "search_spaces").rglob("*.yaml"))
@@ -85,7 +88,7 @@ def test_shipped_specs_have_distinct_results_folders():
 def test_main_rank_spec():
     spec = load_spec(REPO / "search_spaces" / "rank.yaml")
     assert spec.name == "rank" and spec.trial["benchmark"] == "icons"
-    assert spec.space == {"rank": Choice((2, 4, 8, 16, 32))}
+    assert spec.space == {"rank": Choice(choice=(2, 4, 8, 16, 32))}
     assert (spec.search.algorithm, spec.search.sampler) == ("optuna", "tpe")
     pruner_args = {"percentile": 75, "n_startup_trials": 2, "n_warmup_steps": 2}
     assert (spec.pruner.name, spec.pruner.args) == ("percentile", pruner_args)
@@ -112,12 +115,12 @@ def test_variants_spec_runs_every_mode_over_three_seeds():
 
 def test_full_spec_fields_and_round_trip(full_spec, tmp_path):
     assert full_spec.space == {
-        "rank": IntRange(2, 64, log=True),
-        "replay_per_class": IntRange(1, 10),
-        "asr_threshold": Uniform(0.05, 0.5),
-        "lr": LogUniform(1e-4, 1e-2),
-        "neck": Choice(("mlp", "none")),
-        "peft_mode": Grid(("ckpd", "lora", "full")),
+        "rank": IntRange(int=(2, 64), log=True),
+        "replay_per_class": IntRange(int=(1, 10)),
+        "asr_threshold": Uniform(uniform=(0.05, 0.5)),
+        "lr": LogUniform(loguniform=(1e-4, 1e-2)),
+        "neck": Choice(choice=("mlp", "none")),
+        "peft_mode": Grid(grid=("ckpd", "lora", "full")),
     }
     assert full_spec.pruner.args["wrapped_pruner"].name == "median"
     assert (full_spec.seeds, full_spec.resources) == ([3, 1], {"cpu": 0.5, "gpu": 0.25})
@@ -249,116 +252,15 @@ def test_no_pruner_is_nop(pruner):
     assert type(parse_spec({"pruner": pruner}).build_pruner()) is optuna.pruners.NopPruner
 
 
-BAD = [
-    ("bogus: 1", "bogus", "allowed keys: name, description"),
-    ("trial: {rnak: 4}", "trial.rnak", "did you mean rank"),
-    ("space: {rnak: {choice: [1, 2]}}", "space.rnak", "did you mean rank"),
-    ("trial: {seed: 1}", "trial.seed", "seeds"),
-    ("trial: {rank: 4}\nspace: {rank: {choice: [2, 8]}}", "space.rank", "both fixed"),
-    ("space: {rank: {choice: [2], grid: [4]}}", "space.rank", "exactly one of choice, grid, int"),
-    ("space: {rank: [2, 4]}", "space.rank", "exactly one of"),
-    ("space: {rank: {range: [2, 4]}}", "space.rank", "exactly one of"),
-    ("space: {lr: {uniform: [0.1, 0.2], log: true}}", "space.lr", "int also takes log"),
-    ("space: {rank: {choice: []}}", "space.rank", "non-empty list"),
-    ("space: {rank: {grid: [4, 4]}}", "space.rank", "more than once"),
-    ("space: {rank: {int: [8, 2]}}", "space.rank", "must be below high"),
-    ("space: {rank: {int: [2]}}", "space.rank", "[low, high]"),
-    ("space: {lr: {uniform: [0.1, 0.1]}}", "space.lr", "must be below high"),
-    ("space: {lr: {loguniform: [0.0, 0.1]}}", "space.lr", "low > 0"),
-    ("space: {lr: {loguniform: [1e-4, 1.0e-2]}}", "space.lr", "as text"),
-    ("space: {rank: {int: [1.5, 8]}}", "space.rank", "integers"),
-    ("space: {rank: {int: [0, 8], log: true}}", "space.rank", "low >= 1"),
-    ("space: {rank: {choice: [4, eight]}}", "space.rank", "rank='eight' must be an integer >= 1"),
-    ("space: {rank: {int: [0, 8]}}", "space.rank", "rank=0 must be an integer >= 1"),
-    ("space: {asr_threshold: {uniform: [0.1, 0.5]}}", "space.asr_threshold", "top_n=4 are both set"),
-    (
-        "trial: {top_n: null}\nspace: {asr_threshold: {uniform: [0.5, 1.5]}}",
-        "space.asr_threshold",
-        "must lie in (0, 1]",
-    ),
-    ("space: {peft_mode: {grid: [ckpd, dora]}}", "space.peft_mode", "choose one of ckpd"),
-    ("trial: {rank: 0}", "trial.rank", "rank=0 must be an integer >= 1"),
-    ("trial: {lr: 1e-3}", "trial.lr", "as text"),
-    ("trial: {top_n: null, asr_threshold: high}", "trial.asr_threshold", "expects float | None"),
-    ("trial: {peft_mode: ckpd, replay_per_class: 0}", "trial.replay_per_class", "no calibration samples"),
-    ("trial: [rank, 4]", "trial", "must be a mapping"),
-    ("search: {algorithm: grid}\nspace: {lr: {loguniform: [1.0e-4, 1.0e-2]}}", "space.lr", "only enumerates"),
-    ("search: {algorithm: bayes}", "search.algorithm", "grid, random, optuna"),
-    ("search: {sampler: bogus}", "search.sampler", "tpe, random, cmaes, qmc, gp"),
-    ("search: {algorithm: random, sampler: tpe}", "search.sampler", "only applies to algorithm optuna"),
-    ("search: {sampler_args: {n_startup: 3}}", "search.sampler_args.n_startup", "TPESampler"),
-    ("search: {sampler_args: {seed: 3}}", "search.sampler_args.seed", "search.seed"),
-    ("search: {sampler: qmc, sampler_args: {qmc_type: bogus}}", "search.sampler_args.qmc_type", "halton"),
-    ("space: {layer_patterns: {choice: [[a.*], [b.*]]}}", "space.layer_patterns", "grid instead"),
-    ("pruner: {name: asha}", "pruner.name", "median, percentile, successive_halving, hyperband"),
-    ("pruner: median", "pruner", "null"),
-    ("pruner: {name: median, after: 1}", "pruner.after", "allowed keys: name, args"),
-    ("pruner: {name: median, args: {n_warmup: 1}}", "pruner.args.n_warmup", "n_warmup_steps"),
-    ("pruner: {name: median, args: {n_startup_trials: -1}}", "pruner.args.n_startup_trials", "negative"),
-    ("pruner: {name: median, args: {n_warmup_steps: one}}", "pruner.args.n_warmup_steps", "not supported"),
-    ("pruner: {name: percentile, args: {n_startup_trials: 1}}", "pruner.args.percentile", "requires"),
-    ("pruner: {name: percentile, args: {percentile: 150}}", "pruner.args.percentile", "between 0 and 100"),
-    (
-        "pruner: {name: successive_halving, args: {reduction_factor: 1}}",
-        "pruner.args.reduction_factor",
-        ">= 2",
-    ),
-    (
-        "pruner: {name: patient, args: {patience: 2, wrapped_pruner: {name: median, args: {bogus: 1}}}}",
-        "pruner.args.wrapped_pruner.args.bogus",
-        "MedianPruner",
-    ),
-    (
-        "pruner: {name: patient, args: {patience: -1, wrapped_pruner: null}}",
-        "pruner.args.patience",
-        "negative",
-    ),
-    ("metric: accuracy", "metric", "val_acc_all"),
-    ("metric: avg_acc", "metric", "not a session metric"),
-    ("mode: maximize", "mode", "max or min"),
-    ("num_samples: 0", "num_samples", ">= 1"),
-    ("num_samples: 2.5", "num_samples", "integer"),
-    ("search: {algorithm: grid}\nnum_samples: 3", "num_samples", "seeds"),
-    ("seeds: []", "seeds", "non-empty list"),
-    ("seeds: 0", "seeds", "non-empty list"),
-    ("seeds: [0, 0]", "seeds[1]", "listed twice"),
-    ("seeds: [0, one]", "seeds[1]", "integer"),
-    ("resources: {cpu: 0}", "resources.cpu", "> 0"),
-    ("resources: {gpu: -0.5}", "resources.gpu", ">= 0"),
-    ("resources: {tpu: 1}", "resources.tpu", "allowed keys: cpu, gpu"),
-    ("trial: {device: cuda}", "resources.gpu", "device is cuda"),
-    ("max_concurrent: 0", "max_concurrent", ">= 1"),
-    ("max_failures: -2", "max_failures", ">= -1"),
-    ("name: a/b", "name", "not a usable sweep name"),
-    ("results: ''", "results", "folder"),
-]
-
-
-@pytest.mark.parametrize("text, key, fragment", BAD, ids=[f"{i}-{b[1]}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize("text, key, fragment", [c[1:] for c in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
 def test_bad_spec_is_one_clear_error(tmp_path, monkeypatch, text, key, fragment):
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path, text)
     with pytest.raises(SpecError) as caught:
-        load_spec(path)
+        check_model(load_spec(path))  # what `ckpd-sweep validate` runs
     message = str(caught.value)
-    assert message.startswith(f"{path}: {key}: ") and fragment in message
+    assert message.startswith(f"{path}: {key}: " if key else f"{path}: ") and fragment in message, message
     assert [p.name for p in tmp_path.iterdir()] == ["bad-spec.yaml"]  # nothing created, results neither
-
-
-@pytest.mark.parametrize(
-    "text, fragment",
-    [
-        ("space: {rank: [1, 2\n", "not valid YAML"),
-        ("- 1\n- 2\n", "top level must be a mapping"),
-        ("", "top level must be a mapping"),
-        ("just text", "top level must be a mapping"),
-    ],
-)
-def test_unreadable_spec_names_the_file(tmp_path, text, fragment):
-    path = write(tmp_path, text)
-    with pytest.raises(SpecError, match=fragment) as caught:
-        load_spec(path)
-    assert str(caught.value).startswith(f"{path}: ")
 
 
 def test_missing_spec_file(tmp_path):

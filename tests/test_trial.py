@@ -201,6 +201,20 @@ def test_unknown_setting_names_are_rejected():
     assert TrialConfig.from_dict({"rank": 4}).rank == 4
 
 
+def test_settings_are_strict_and_keep_the_type_given():
+    with pytest.raises(ConfigError, match="pretrained='yes' must be true or false"):
+        TrialConfig(pretrained="yes")
+    with pytest.raises(ConfigError, match="rank=True must be an integer >= 1"):
+        TrialConfig(rank=True)
+    ints = TrialConfig(loss_weight=1, base_lr=1, momentum=0, drop_path_rate=0, base_weight_decay=0)
+    assert type(ints.loss_weight) is int and ints.replace(rank=2).loss_weight == 1
+    # the keys these settings had before pydantic checked them: cached base sessions stay valid
+    assert TrialConfig().base_session_key() == "cff4c0ae180fb340"
+    assert ints.base_session_key() == "da8fd1c9f6444e32"
+    official = TrialConfig(recipe="official", benchmark="cub200", data_root="/d")
+    assert official.base_session_key() == "be0c2dc0082a032e"
+
+
 @pytest.mark.slow
 def test_runs_are_deterministic_for_a_seed(tiny_config, shared_base):
     a = run_trial(tiny_config.replace(seed=0), base_checkpoint=shared_base)

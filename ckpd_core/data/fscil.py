@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ..errors import ConfigError, DataError
+from ..validation import STRICT, Number, config_errors, pair
 from .benchmark import Benchmark
 from .splits import session_lists
 from .stores import FileStore, Store, StoredImageSet
@@ -27,9 +30,11 @@ log = logging.getLogger(__name__)
 _DEFAULT_INPUT = dict(
     input_size=(3, 224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875
 )
+_Scale = pair(Number, "two numbers")
 
 
-@dataclass(frozen=True)
+@config_errors()
+@pydantic_dataclass(frozen=True, config=STRICT)
 class DatasetSettings:
     """``benchmark_kwargs`` of a real benchmark: val split, smoke-test limits, decoding and pipeline.
 
@@ -43,52 +48,25 @@ class DatasetSettings:
     dataset's default, else the backbone's crop_pct).
     """
 
-    val_fraction: float = 0.1
-    val_per_novel_class: int | None = None
-    seed: int = 0
-    num_sessions: int | None = None
-    max_per_class: int | None = None
-    store_size: int | None = None
-    cache_mb: int = 4096
-    workers: int | None = None
-    crop_scale: tuple[float, float] | None = None
-    color_jitter: float = 0.4
-    crop_pct: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.crop_scale is not None:
-            object.__setattr__(self, "crop_scale", tuple(self.crop_scale))
+    val_fraction: Annotated[Number, Field(gt=0, lt=1)] = 0.1
+    val_per_novel_class: PositiveInt | None = None
+    seed: NonNegativeInt = 0
+    num_sessions: PositiveInt | None = None
+    max_per_class: PositiveInt | None = None
+    store_size: PositiveInt | None = None
+    cache_mb: NonNegativeInt = 4096
+    workers: PositiveInt | None = None
+    crop_scale: _Scale | None = None
+    color_jitter: Number = 0.4
+    crop_pct: Number | None = None
 
     @classmethod
     def parse(cls, dataset: str, kwargs: dict[str, Any]) -> DatasetSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise ConfigError(
-                f"benchmark_kwargs for {dataset}: unknown setting(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
+        """The settings, or a ConfigError that names the dataset and the setting."""
         try:
-            settings = cls(**kwargs)
-        except TypeError as exc:  # e.g. crop_scale that is not a pair
-            raise ConfigError(f"benchmark_kwargs for {dataset}: {exc}") from exc
-        settings.validate(dataset)
-        return settings
-
-    def validate(self, dataset: str) -> None:
-        def fail(message: str) -> None:
-            raise ConfigError(f"benchmark_kwargs for {dataset}: {message}")
-
-        if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
-            fail(f"val_fraction={self.val_fraction!r} must lie in (0, 1)")
-        for name in ("val_per_novel_class", "num_sessions", "max_per_class", "store_size", "workers"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                fail(f"{name}={value!r} must be null or an integer >= 1")
-        if not isinstance(self.cache_mb, int) or self.cache_mb < 0:
-            fail(f"cache_mb={self.cache_mb!r} must be an integer >= 0")
-        if self.crop_scale is not None and len(self.crop_scale) != 2:
-            fail(f"crop_scale={self.crop_scale!r} must be [low, high]")
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"benchmark_kwargs for {dataset}: {exc}") from None
 
 
 @dataclass

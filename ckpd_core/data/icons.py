@@ -14,15 +14,18 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from pydantic import NonNegativeInt, PositiveInt
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ..atomic import atomic_path
 from ..errors import ConfigError, DataError
+from ..validation import STRICT, config_errors
 from .benchmark import Benchmark, ImageSet
 
 log = logging.getLogger(__name__)
@@ -34,31 +37,29 @@ EXCLUDED_CONCEPTS = frozenset({"arrow-down", "arrow-left", "arrow-up", "stop"})
 _MASK_SIZE = 64
 
 
-@dataclass(frozen=True)
+@config_errors("benchmark_kwargs for icons: ")
+@pydantic_dataclass(frozen=True, config=STRICT)
 class IconsSettings:
     """Size of the benchmark; the defaults are the standard 60 base + 8 x 5-way 5-shot protocol."""
 
-    num_classes: int = 100
-    base_classes: int = 60
-    ways: int = 5
-    shots: int = 5
-    train_per_class: int = 100
-    val_per_class: int = 20
-    test_per_class: int = 40
-    image_size: int = 32
-    seed: int = 0
+    num_classes: PositiveInt = 100
+    base_classes: PositiveInt = 60
+    ways: PositiveInt = 5
+    shots: PositiveInt = 5
+    train_per_class: PositiveInt = 100
+    val_per_class: PositiveInt = 20
+    test_per_class: PositiveInt = 40
+    image_size: PositiveInt = 32
+    seed: NonNegativeInt = 0
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         incremental = self.num_classes - self.base_classes
-        if self.base_classes < 1 or incremental < self.ways or incremental % self.ways:
+        if incremental < self.ways or incremental % self.ways:
             raise ConfigError(
-                f"icons: num_classes - base_classes = {incremental} must be a positive multiple of "
-                f"ways={self.ways}"
+                f"num_classes - base_classes = {incremental} must be a positive multiple of ways={self.ways}"
             )
         if self.shots > self.train_per_class:
-            raise ConfigError(f"icons: shots={self.shots} exceeds train_per_class={self.train_per_class}")
-        if min(self.val_per_class, self.test_per_class, self.shots) < 1:
-            raise ConfigError("icons: shots, val_per_class and test_per_class must be at least 1")
+            raise ConfigError(f"shots={self.shots} exceeds train_per_class={self.train_per_class}")
 
 
 def font_dir() -> Path:
@@ -143,7 +144,6 @@ def _render(mask: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray
 
 def render_icons(settings: IconsSettings) -> dict[str, np.ndarray]:
     """Render train/val/test arrays for ``settings``; classes in a fixed seeded order."""
-    settings.validate()
     styles = icon_styles()
     if len(styles) < settings.num_classes:
         raise ConfigError(f"icons: only {len(styles)} concepts available, num_classes={settings.num_classes}")
@@ -197,11 +197,7 @@ def load_icons(settings: IconsSettings, cache_dir: Path | None = None) -> dict[s
 
 def icons_benchmark(data_root: str | None = None, **kwargs) -> Benchmark:
     """The embedded benchmark; ``data_root`` is where its cache lives, kwargs override IconsSettings."""
-    try:
-        settings = IconsSettings(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"benchmark_kwargs for icons: {exc}") from exc
-    settings.validate()
+    settings = IconsSettings(**kwargs)
     arrays = load_icons(settings, Path(data_root) if data_root else None)
 
     def image_set(split: str) -> ImageSet:
