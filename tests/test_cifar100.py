@@ -37,6 +37,7 @@ def bench(cifar_root):
     return build_benchmark("cifar100", str(cifar_root))
 
 
+@pytest.mark.slow
 def test_sessions_hold_exactly_the_listed_images_with_their_fine_labels(bench, pickles):
     train_lists, test_lists = session_lists("cifar100")
     train, test = pickles
@@ -59,6 +60,7 @@ def test_sessions_hold_exactly_the_listed_images_with_their_fine_labels(bench, p
     assert final.labels.tolist() == np.array(test[b"fine_labels"])[[int(k) for k in final.keys]].tolist()
 
 
+@pytest.mark.slow
 def test_val_is_held_out_of_training(bench, pickles):
     fine = np.array(pickles[0][b"fine_labels"])
     val = [int(k) for k in bench.val.keys]
@@ -69,6 +71,7 @@ def test_val_is_held_out_of_training(bench, pickles):
     assert len(bench.train_set(0)) == 60 * 450
 
 
+@pytest.mark.slow
 def test_eval_feeds_the_whole_image_and_training_crops_it(bench):
     bench.use_input_config(dict(input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.9))
     rows = torch.arange(8)
@@ -77,6 +80,7 @@ def test_eval_feeds_the_whole_image_and_training_crops_it(bench):
     assert augmented.shape == (8, 3, 32, 32) and not torch.allclose(augmented, bench.train.load(rows))
 
 
+@pytest.mark.slow
 def test_missing_or_corrupt_pickles_give_a_clear_error(cifar_root, tmp_path):
     with pytest.raises(DataError, match=r"cifar-100-python/\{train,test,meta\}"):
         build_benchmark("cifar100", str(tmp_path))

@@ -32,6 +32,7 @@ def wnid(key: str) -> str:
     return key.split("/")[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["topic", "flat"])
 def test_sessions_hold_exactly_the_listed_classes_and_images(benches, layout):
     bench = benches[layout]
@@ -55,6 +56,7 @@ def test_sessions_hold_exactly_the_listed_classes_and_images(benches, layout):
         assert os.path.basename(os.path.dirname(paths[0])) == "images"
 
 
+@pytest.mark.slow
 def test_both_layouts_give_the_same_benchmark(benches):
     topic, flat = benches["topic"], benches["flat"]
     for split in ("train", "val", "test"):
@@ -62,6 +64,7 @@ def test_both_layouts_give_the_same_benchmark(benches):
         assert getattr(topic, split).labels.tolist() == getattr(flat, split).labels.tolist()
 
 
+@pytest.mark.slow
 def test_val_is_held_out_of_training_and_test(benches):
     bench = benches["topic"]
     train, val, test = set(bench.train.keys), bench.val.keys, set(bench.test.keys)
@@ -70,6 +73,7 @@ def test_val_is_held_out_of_training_and_test(benches):
     assert Counter(bench.val.labels.tolist()) == {c: 50 for c in range(100)}
 
 
+@pytest.mark.slow
 def test_val_per_novel_class_and_max_per_class(roots):
     bench = build_benchmark("mini_imagenet", str(roots["flat"]), val_per_novel_class=7, max_per_class=20)
     counts = Counter(bench.val.labels.tolist())
@@ -84,6 +88,7 @@ def flat_copy(roots, tmp_path):
     return tmp_path / "mini"
 
 
+@pytest.mark.slow
 def test_missing_layout_csv_rows_and_images_are_named(flat_copy, tmp_path):
     with pytest.raises(
         DataError, match=r"MINI-ImageNet/\{train,test\}/<wnid>/\*\.jpg or .*split/\{train,test\}\.csv"

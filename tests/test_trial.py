@@ -45,6 +45,17 @@ def shared_base(tmp_path_factory):
     return tmp_path_factory.mktemp("base") / "base.pt"
 
 
+@pytest.fixture
+def quick_config(tiny_config):
+    """The tiny trial with a 2-epoch base session: for tests of what sessions do, not of what they learn."""
+    return tiny_config.replace(base_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def quick_base(tmp_path_factory):
+    return tmp_path_factory.mktemp("quick-base") / "base.pt"
+
+
 def adapter_params(m: int, n: int, rank: int) -> int:
     return m * rank + rank * n + m  # A, B and the bias
 
@@ -125,8 +136,8 @@ def test_base_seed_shares_the_base_session_and_seed_drives_the_incremental_sessi
 
 
 @pytest.mark.parametrize("mode", PEFT_MODES)
-def test_every_peft_mode_runs(tiny_config, shared_base, mode):
-    result = run_trial(tiny_config.replace(peft_mode=mode), base_checkpoint=shared_base)
+def test_every_peft_mode_runs(quick_config, quick_base, mode):
+    result = run_trial(quick_config.replace(peft_mode=mode), base_checkpoint=quick_base)
     last = result.sessions[-1]
     neck = sum(p.numel() for p in create_neck("mlp", 64, 32).parameters())
     if mode == "frozen":
@@ -147,13 +158,13 @@ def test_covariance_modes_select_the_same_layers(tiny_config, shared_base):
     assert layers["ckpd"] == layers["lora"] == layers["full"]
 
 
-def test_threshold_selection_and_static_decomposition(tiny_config, shared_base):
-    everything = run_trial(tiny_config.replace(top_n=None, asr_threshold=1.0), base_checkpoint=shared_base)
+def test_threshold_selection_and_static_decomposition(quick_config, quick_base):
+    everything = run_trial(quick_config.replace(top_n=None, asr_threshold=1.0), base_checkpoint=quick_base)
     assert everything.sessions[1]["n_adapted"] == 6  # 2 blocks x (qkv, proj, fc2)
-    static = run_trial(tiny_config.replace(continuous=False), base_checkpoint=shared_base)
+    static = run_trial(quick_config.replace(continuous=False), base_checkpoint=quick_base)
     s1, s2 = static.sessions[1], static.sessions[2]
     assert s1["adapted_layers"] == s2["adapted_layers"] and s1["adapted_asr"] == s2["adapted_asr"]
-    continuous = run_trial(tiny_config, base_checkpoint=shared_base)
+    continuous = run_trial(quick_config, base_checkpoint=quick_base)
     assert continuous.sessions[2]["adapted_asr"] != s2["adapted_asr"]  # re-decomposed after merging
 
 
