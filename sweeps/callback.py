@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from optuna.trial import TrialState
 from ray import tune
 
 from ckpd_core import trial_summary
+from ckpd_core.metrics import TRIAL_METRICS, with_validation
 
 from .results import SESSION_COLUMNS, ResultsStore, git_commit, package_version, read_sessions
 from .storage import Location
@@ -19,11 +21,19 @@ from .study import PRUNED_AT, RUN_NUMBER, SweepStudies
 from .trainable import BOOKKEEPING
 
 log = logging.getLogger(__name__)
+WAIT_WARNING_S = 60.0  # runs waiting this long with none running: warn (once) that resources may never come
 _SESSION_FIELDS = [c for c in SESSION_COLUMNS if c not in ("sweep", "trial_id", "seed", "written_at")]
 
 
 class SweepResultsCallback(tune.Callback):
-    """The single writer of the sweep's results: one session row per report, one trial row at the end."""
+    """The single writer of the sweep's results: one session row per report, one trial row at the end.
+
+    ``on_event`` (the progress printer) is pickled with it, as Tune keeps the callbacks for a resume.
+    ``cluster_fit`` (``resources.cluster_fit`` for a run's resources) is asked when runs have waited
+    ``wait_warning_s`` with none running: if no live node can take a run, that is warned about once.
+    The base sessions trained (by the trials, and those ``count_base_training`` is told of) are part
+    of Tune's experiment state, so a resumed sweep counts those of the whole sweep.
+    """
 
     def __init__(
         self,
@@ -32,16 +42,22 @@ class SweepResultsCallback(tune.Callback):
         studies: SweepStudies,
         num_sessions: int,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        cluster_fit: Callable[[], tuple[str, int, Any]] | None = None,
+        wait_warning_s: float = WAIT_WARNING_S,
     ) -> None:
         self.results_dir = Location.of(results_dir)
         self.sweep = sweep
         self.studies = studies
         self.num_sessions = num_sessions
         self.on_event = on_event
+        self.cluster_fit = cluster_fit
+        self.wait_warning_s = wait_warning_s
         self._store: ResultsStore | None = None
         self._base_key: dict[str, str] = {}
         self._rows: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}  # running trials' rows by session
-        self.base_trainings = 0
+        self.trained_bases: list[str] = []  # the key of each base session trained, once per training
+        self._waiting_since: float | None = None
+        self._warned_waiting = False
 
     @property
     def store(self) -> ResultsStore:
@@ -50,8 +66,49 @@ class SweepResultsCallback(tune.Callback):
             self._store.load_written_keys()
         return self._store
 
+    @property
+    def base_trainings(self) -> int:
+        return len(self.trained_bases)
+
+    def count_base_training(self, key: str) -> None:
+        """A base session trained outside the trials (by the driver before they start)."""
+        self.trained_bases.append(key)
+
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_store": None, "on_event": None, "_rows": {}}
+        return {**self.__dict__, "_store": None, "_rows": {}, "_waiting_since": None}
+
+    def get_state(self) -> dict:
+        return {"trained_bases": list(self.trained_bases)}
+
+    def set_state(self, state: dict) -> None:
+        self.trained_bases = list(state.get("trained_bases", []))
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        """Runs waiting ``wait_warning_s`` with none running: warn once if no live node can take one
+        (otherwise they wait for one that is busy, e.g. training a base session)."""
+        statuses = {t.status for t in trials}
+        if (
+            self._warned_waiting
+            or self.cluster_fit is None
+            or "PENDING" not in statuses
+            or "RUNNING" in statuses
+        ):
+            self._waiting_since = None
+            return
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        if now - self._waiting_since < self.wait_warning_s:
+            return
+        text, nodes, _ = self.cluster_fit()
+        if nodes:
+            self._waiting_since = now  # asked again after another wait_warning_s
+            return
+        self._warned_waiting = True
+        waited = f"{now - self._waiting_since:.0f} s"
+        self._emit(
+            "waiting", {"message": f"runs have waited {waited} for resources with none running: {text}"}
+        )
 
     def _ids(self, trial) -> dict[str, Any]:
         params = {k: v for k, v in trial.config.items() if k not in BOOKKEEPING}
@@ -64,7 +121,8 @@ class SweepResultsCallback(tune.Callback):
         self.store.write_sessions([row])
         self._rows.setdefault((trial.trial_id, row["seed"]), {}).setdefault(row["session"], row)
         self._base_key[trial.trial_id] = result.get("base_key", "")
-        self.base_trainings += int(bool(result.get("base_trained")))
+        if result.get("base_trained"):
+            self.trained_bases.append(result.get("base_key", ""))
         self._emit("session", {**row, "config": trial.config})
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
@@ -118,7 +176,7 @@ class SweepResultsCallback(tune.Callback):
             self.on_event(event, payload)
 
 
-_SUMMARY_KEYS = ("avg_acc", "last_acc", "pd", "hm", "val_avg_acc", "val_last_acc", "val_pd", "val_hm")
+_SUMMARY_KEYS = with_validation(TRIAL_METRICS)
 
 
 def _number(value: Any) -> float:

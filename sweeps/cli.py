@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -42,6 +43,20 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+def _stopped(stopped, launch_again: str = "") -> typer.Exit:
+    """How to go on after SIGINT / SIGTERM; exit 128 + the signal's number, as the shell reports it."""
+    name = signal.Signals(stopped.signum).name
+    if stopped.resumable:
+        text = (
+            f"stopped by {name}: every reported session is kept in {stopped.results_dir}; continue the "
+            f"sweep with `ckpd-sweep resume {stopped.results_dir}`"
+        )
+    else:
+        text = f"stopped by {name} before any run started, nothing was kept: run `{launch_again}` again"
+    console.print(escape(text), soft_wrap=True)
+    return typer.Exit(128 + stopped.signum)
+
+
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
     if sys.__stderr__ is not None:  # a crash inside a native library (Ray, torch) prints the Python stack
@@ -63,7 +78,9 @@ def validate(spec: SpecArg) -> None:
         check_model(parsed)
     except CKPDError as exc:
         raise _fail(exc) from None
-    per_seed = len(parsed.grid_points()) * parsed.num_samples
+    from .searcher import TrialPlan
+
+    per_seed = TrialPlan(parsed).size
     console.print(
         f"[green]ok[/green] {spec}: sweep '{parsed.name}', at most {per_seed * len(parsed.seeds)} runs "
         f"({per_seed} configurations x {len(parsed.seeds)} seeds), search {parsed.search.algorithm}, "
@@ -98,6 +115,7 @@ def launch(
 
     Base sessions and runs that any sweep under the same results root already computed (same settings,
     seed and method code) are reused from <results>/store/ instead of computed again."""
+    from .driver import SweepStopped
     from .driver import launch as run_launch
 
     try:
@@ -110,6 +128,8 @@ def launch(
         )
     except CKPDError as exc:
         raise _fail(exc) from None
+    except SweepStopped as stopped:
+        raise _stopped(stopped, f"ckpd-sweep launch {spec}") from None
     _print_outcome(outcome, str(spec))
 
 
@@ -117,13 +137,16 @@ def launch(
 def resume(
     path: DirArg, address: AddressOpt = None, num_cpus: CpusOpt = None, quiet: QuietOpt = False
 ) -> None:
-    """Continue a sweep whose driver died, without rerunning or duplicating finished sessions."""
+    """Continue a sweep whose driver died or was stopped; finished sessions are not rerun or rewritten."""
+    from .driver import SweepStopped
     from .driver import resume as run_resume
 
     try:
         outcome = run_resume(path, address=address, num_cpus=num_cpus, quiet=quiet)
     except CKPDError as exc:
         raise _fail(exc) from None
+    except SweepStopped as stopped:
+        raise _stopped(stopped) from None
     _print_outcome(outcome, f"{outcome.results_dir}/spec.yaml")
 
 

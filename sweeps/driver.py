@@ -5,12 +5,15 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+
+from ray import tune
 
 from ckpd_core.config import BASE_SESSION_FIELDS
 from ckpd_core.data import count_sessions
@@ -33,8 +36,10 @@ from .folder import (
     sweep_location,
 )
 from .progress import ProgressPrinter
+from .resources import check_local, cluster_fit, local_resources, request
+from .results import read_sessions, read_trials
 from .scheduler import OptunaPruningScheduler
-from .searcher import OptunaSweepSearcher
+from .searcher import OptunaSweepSearcher, TrialPlan
 from .spec import SpecError, SweepSpec
 from .storage import Location
 from .store import Store
@@ -54,18 +59,98 @@ class LaunchOutcome:
     base_pretrain_s: float = 0.0
 
 
+class SweepStopped(Exception):
+    """A launch or resume stopped by SIGINT or SIGTERM. ``resumable``: its trials had started, Tune saved
+    its state and ``ckpd-sweep resume`` continues it; otherwise nothing was left behind."""
+
+    def __init__(self, results_dir: Location, signum: int, resumable: bool) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.results_dir, self.signum, self.resumable = results_dir, signum, resumable
+
+
+class _Signals:
+    """SIGINT (Ctrl-C) and SIGTERM while a sweep runs stop it as Ctrl-C stops ``Tuner.fit``: at Tune's
+    next step (``_ForwardStop``) its state is saved and its trials stopped; a second signal stops at
+    once. Installed after ``ray.init``, which sets a SIGTERM handler of its own."""
+
+    received: list[int] = []  # the signals of the running sweep (process-wide, as signals are)
+
+    def __init__(self, progress: ProgressPrinter) -> None:
+        self.progress = progress
+        self._saved: dict[int, Any] = {}
+
+    def install(self) -> None:
+        _Signals.received.clear()
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread can have handlers (a sweep launched from a thread stops by Ray)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+            self._saved[signum] = signal.getsignal(signum)
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+        self._saved.clear()
+
+    @property
+    def signum(self) -> int | None:
+        return _Signals.received[0] if _Signals.received else None
+
+    def _handle(self, signum: int, frame) -> None:
+        if _Signals.received:
+            raise KeyboardInterrupt
+        _Signals.received.append(signum)
+        name = signal.Signals(signum).name
+        self.progress.warn(
+            f"{name}: stopping the sweep, every reported session is kept (a second one: at once)"
+        )
+
+
+class _ForwardStop(tune.Callback):
+    """At each of Tune's steps: once a signal came, ask Tune to stop as Ctrl-C asks it (Tune's SIGINT
+    handler is off: it would hide the signal from us; its SIGUSR1 handler does the same thing)."""
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if not _Signals.received:
+            return
+        stop = signal.getsignal(signal.SIGUSR1)
+        if not callable(stop):  # a Ray without it: stop at once
+            raise KeyboardInterrupt
+        stop(signal.SIGUSR1, None)
+
+
+# Tune's messages that ours replace: how to continue a stopped sweep (`ckpd-sweep resume`, not
+# `Tuner.restore`), the results callback's one warning about runs waiting for resources (not one a minute).
+_REPLACED = {
+    "ray.tune.tune": ("Stop signal received", "Experiment has been interrupted", "Trials did not complete"),
+    "ray.tune.analysis.experiment_analysis": ("Failed to fetch metrics",),  # a run stopped before reporting
+    "ray.tune.execution.insufficient_resources_manager": (
+        "Ignore this message if the cluster is autoscaling",
+    ),
+}
+
+
+def _not_replaced(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_REPLACED.get(record.name, ()))
+
+
 def _quiet_tune() -> None:
-    """Settings for Tune set before it starts (they are read from the environment)."""
+    """Settings for Tune set before it starts (most are read from the environment)."""
+    for name in _REPLACED:
+        logging.getLogger(name).addFilter(_not_replaced)
     # One checkpoint per session is the point (resume after any session), so Tune's warning about
     # frequent experiment snapshots is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Our own progress lines replace Tune's tables; rows hold lists, which TensorBoard cannot log.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # _Signals handles SIGINT (and SIGTERM)
 
 
-def _init_ray(address: str | None, num_cpus: int | None) -> bool:
-    """Start a local Ray (or join ``address``); returns whether this call started it."""
+def _init_ray(address: str | None, local: dict[str, float] | None) -> bool:
+    """Start a local Ray with the ``local`` resources (or join ``address``); returns whether this call
+    started it."""
     import ray
 
     if ray.is_initialized():
@@ -79,7 +164,7 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
         _check_reachable(address)
         kwargs["address"] = address
     else:  # always a new local Ray: never join (and fail on) one that something else left running
-        kwargs.update(address="local", num_cpus=num_cpus or os.cpu_count())
+        kwargs.update(address="local", num_cpus=local["CPU"], num_gpus=local["GPU"])
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -123,21 +208,26 @@ def _shutdown_ray() -> None:
 
 
 def _start_base_sessions(
-    spec: SweepSpec, base_dir: Location, progress: ProgressPrinter, local: bool
-) -> Callable[[], tuple[int, float]]:
-    """Start training every base session the sweep needs, once each; returns a wait() that gives how
-    many were trained and how long that took.
+    spec: SweepSpec,
+    base_dir: Location,
+    progress: ProgressPrinter,
+    callback: SweepResultsCallback,
+    local: bool,
+) -> _Pretraining:
+    """Start training every base session the sweep needs, once each, as Ray tasks.
 
     Possible when no swept setting changes the base session (then the keys are one per seed);
     otherwise trials train them on demand, still once per key under a file lock. On a local CPU run
-    the driver trains them in a thread, holding their locks from before the first trial starts, so
-    trial workers start up meanwhile and then wait for them; elsewhere they are Ray tasks with the
-    trials' resources (so they land on GPU nodes).
+    the tasks reserve no CPU and the driver holds their locks from before the first trial starts, so
+    trial workers start up meanwhile and then wait for them; they run one after the other with every
+    CPU (the same threads, so the same numbers, however many there are). Elsewhere they get the
+    trials' resources (so they land on GPU nodes). Each one trained is counted by ``callback`` as soon
+    as it is done.
     """
     import ray
 
     if set(spec.space) & set(BASE_SESSION_FIELDS):
-        return lambda: (0, 0.0)
+        return _Pretraining()
     first = {k: d.extremes()[0] for k, d in spec.space.items()}
     configs = {}
     for seed in spec.seeds:
@@ -145,50 +235,131 @@ def _start_base_sessions(
         configs.setdefault(config.base_session_key(), config)
     todo = [c for c in configs.values() if not base_checkpoint(c, base_dir).exists()]
     if not todo:
-        return lambda: (0, 0.0)
+        return _Pretraining()
     progress.note(f"training {len(todo)} shared base session(s) before the trials start")
     cpu, gpu = spec.resources.get("cpu", 1), spec.resources.get("gpu", 0)
-    if local and not gpu and base_dir.is_local:
-        locks = [BaseSessionLock(base_checkpoint_path(c, base_dir)) for c in todo]
-        threads = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        pool = ThreadPoolExecutor(max_workers=1)
-        return pool.submit(_train_holding_locks, todo, locks, base_dir, threads).result
-    largest_node = max(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"])
-    if not gpu:  # each base session gets its share of the cluster, within one node
-        cpu = max(cpu, min(int(ray.cluster_resources().get("CPU", 1)) // len(todo), largest_node))
-    remote = ray.remote(_train_base).options(num_cpus=cpu, num_gpus=gpu)
-    start = time.perf_counter()
-    refs = [remote.remote(c, base_dir, max(1, int(cpu))) for c in todo]
-    return lambda: (sum(ray.get(refs)), time.perf_counter() - start)
+    total = int(ray.cluster_resources().get("CPU", 1))
+    hold = local and not gpu and base_dir.is_local
+    if hold:
+        cpu = total
+    elif not gpu:  # each base session gets its share of the cluster, within one node
+        largest_node = max(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"])
+        cpu = max(cpu, min(total // len(todo), largest_node))
+    locks = [BaseSessionLock(base_checkpoint_path(c, base_dir)) if hold else None for c in todo]
+    remote = ray.remote(_train_base).options(num_cpus=0 if hold else cpu, num_gpus=gpu)
+    started, previous = _Pretraining(), None
+    for config, lock in zip(todo, locks, strict=True):
+        ref = remote.remote(config, base_dir, max(1, int(cpu)), locked=hold, after=previous)
+        previous = ref if hold else None  # Ray starts a task once the refs it is given are ready
+        started.refs.append(ref)
+        started.done.append(threading.Event())
+        key = config.base_session_key()
+        ref.future().add_done_callback(partial(_base_session_done, callback, key, lock, started.done[-1]))
+    return started
 
 
-def _train_holding_locks(configs: list, locks: list[BaseSessionLock], base_dir: Location, threads: int):
-    import torch
+@dataclass
+class _Pretraining:
+    """The base-session tasks the driver started, and for each an event set once it has been counted."""
 
-    torch.set_num_threads(threads)
-    start, trained = time.perf_counter(), 0
-    for config, lock in zip(configs, locks, strict=True):
-        try:
-            trained += train_if_missing(config, base_checkpoint_path(config, base_dir))
-        finally:
+    refs: list = field(default_factory=list)
+    done: list[threading.Event] = field(default_factory=list)
+
+    def wait(self) -> float:
+        """The seconds they took to train, once all are done and counted."""
+        import ray
+
+        seconds = sum(s for _, s in ray.get(self.refs))
+        for event in self.done:
+            event.wait()
+        return seconds
+
+    def cancel(self) -> None:
+        """Stop those still training while Ray can still tell their owner (this driver) about it."""
+        import ray
+
+        for ref in self.refs:
+            ray.cancel(ref, force=True)
+
+
+def _base_session_done(
+    callback: SweepResultsCallback, key: str, lock, event: threading.Event, future
+) -> None:
+    """A base-session task ended: release its lock, count it if it trained (in Ray's callback thread)."""
+    try:
+        if lock is not None:
             lock.release()
-    return trained, time.perf_counter() - start
+        if not future.cancelled() and future.exception() is None and future.result()[0]:
+            callback.count_base_training(key)
+    finally:
+        event.set()
 
 
-def _train_base(config, base_dir: Location, threads: int) -> bool:
+def _train_base(config, base_dir: Location, threads: int, locked: bool, after=None) -> tuple[bool, float]:
+    """Train one base session unless it is stored (``locked``: the driver holds its lock for this task;
+    ``after``: the result of the task to run after); returns whether this trained it and the seconds
+    training took."""
     import torch
 
     torch.set_num_threads(threads)
-    return ensure_base_session(config, base_dir)[1]
+    start = time.perf_counter()
+    if locked:
+        trained = train_if_missing(config, base_checkpoint_path(config, base_dir))
+    else:
+        trained = ensure_base_session(config, base_dir)[1]
+    return trained, time.perf_counter() - start if trained else 0.0
 
 
-def _tuner_parts(spec: SweepSpec, results_dir: Location, progress: ProgressPrinter):
+def _tuner_parts(spec: SweepSpec, results_dir: Location, progress: ProgressPrinter, address: str | None):
     num_sessions = _num_sessions(spec)
     studies = SweepStudies(results_dir / STUDY_FILE, spec.name, spec.mode)
     searcher = OptunaSweepSearcher(spec, studies, num_sessions)
     scheduler = OptunaPruningScheduler(spec, studies, num_sessions)
-    callback = SweepResultsCallback(results_dir, spec.name, studies, num_sessions, progress)
+    callback = SweepResultsCallback(results_dir, spec.name, studies, num_sessions)
+    _follow(callback, spec, progress, address)
     return num_sessions, searcher, scheduler, callback
+
+
+def _follow(callback: SweepResultsCallback, spec: SweepSpec, progress: ProgressPrinter, address: str | None):
+    """Let ``callback`` print to ``progress`` and, on a cluster, warn if runs wait for nodes none fit."""
+    callback.on_event = progress
+    callback.cluster_fit = partial(cluster_fit, request(spec)) if address else None
+
+
+def _local_resources(spec: SweepSpec, address: str | None, num_cpus: int | None) -> dict[str, float] | None:
+    """The resources of a local Ray, after checking that one run fits in them (None on a cluster)."""
+    if address:
+        return None
+    local = local_resources(num_cpus)
+    check_local(spec, local, num_cpus)
+    return local
+
+
+def _check_cluster(spec: SweepSpec, progress: ProgressPrinter) -> None:
+    """Say which of the cluster's nodes and node types can take a run; refuse one that none ever can."""
+    text, nodes, node_types = cluster_fit(request(spec))
+    if nodes:
+        progress.note(text)
+    elif node_types is None:
+        progress.warn(f"{text}: runs wait until a node that fits joins the cluster")
+    elif not node_types:
+        raise SpecError(
+            f"{spec.path or '<sweep spec>'}: resources: {text}: lower resources, or add such nodes"
+        )
+    else:
+        progress.note(f"{text}: runs wait until the autoscaler starts one")
+
+
+def _fit(tuner, signals: _Signals, results_dir: Location) -> None:
+    """``tuner.fit()``; raises SweepStopped if a signal stopped it."""
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:  # a second signal
+        pass
+    else:
+        if signals.signum is None:
+            return
+    raise SweepStopped(results_dir, signals.signum or signal.SIGINT, resumable=True)
 
 
 def _base_dir(results_dir: Location, reuse: bool) -> Location:
@@ -234,35 +405,46 @@ def launch(
     Base sessions and runs already in the root's store are reused, and what is computed is stored;
     ``reuse=False`` computes everything again and stores nothing (a timing or reproducibility check).
     ``share_base=False`` makes every trial train its own base session (only to measure what sharing saves).
+    Raises SweepStopped on SIGINT or SIGTERM.
     """
-    from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     results_dir = sweep_location(spec, results_root)
+    local = _local_resources(spec, address, num_cpus)
     start = time.perf_counter()
     created = create_sweep_folder(results_dir, spec, reuse)
     base_dir = _base_dir(results_dir, reuse)
+    progress = ProgressPrinter(spec.objective, spec.mode, quiet=quiet)
+    signals = _Signals(progress)
     _quiet_tune()
-    started_ray = False
+    started_ray, pretraining = False, _Pretraining()
     try:
-        started_ray = _init_ray(address, num_cpus)
+        started_ray = _init_ray(address, local)
+        signals.install()
+        if address:
+            _check_cluster(spec, progress)
         start_registry(base_dir)
-        progress = ProgressPrinter(spec.objective, spec.mode, quiet=quiet)
-        num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress)
+        num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress, address)
         progress.total = searcher.total_trials
-        wait_for_bases = (
-            _start_base_sessions(spec, base_dir, progress, local=address is None)
+        pretraining = (
+            _start_base_sessions(spec, base_dir, progress, callback, local=address is None)
             if share_base
-            else lambda: (0, 0.0)
+            else _Pretraining()
         )
-    except BaseException:
+        if signals.signum is not None:
+            raise KeyboardInterrupt
+    except BaseException as exc:
+        signals.restore()
+        pretraining.cancel()
         if started_ray:
             _shutdown_ray()
         for leftover in created:  # no trial has run: leave nothing half-made behind
             leftover.delete()
+        if isinstance(exc, KeyboardInterrupt):
+            raise SweepStopped(results_dir, signals.signum or signal.SIGINT, resumable=False) from None
         raise
     try:
-        tune.Tuner(
+        tuner = tune.Tuner(
             _trainable(spec, results_dir, reuse, share_base),
             tune_config=tune.TuneConfig(
                 metric=spec.metric,
@@ -278,18 +460,20 @@ def launch(
                 **_storage(results_dir),
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
+                callbacks=[callback, _ForwardStop(), JsonLoggerCallback(), CSVLoggerCallback()],
                 verbose=0,
             ),
-        ).fit()
-        pretrained, pretrain_s = wait_for_bases()
+        )
+        _fit(tuner, signals, results_dir)
+        pretrain_s = pretraining.wait()
     finally:
-        wait_for_bases = None  # it may hold object refs of the base-session tasks
+        signals.restore()
+        pretraining.cancel()
+        tuner = pretraining = None  # they hold Ray objects (trials, the base-session tasks' refs)
         if started_ray:
             _shutdown_ray()
-    base_trainings = pretrained + callback.base_trainings
     wall = time.perf_counter() - start
-    return LaunchOutcome(results_dir, summarize(results_dir, spec), base_trainings, wall, pretrain_s)
+    return LaunchOutcome(results_dir, summarize(results_dir, spec), callback.base_trainings, wall, pretrain_s)
 
 
 def resume(
@@ -299,25 +483,46 @@ def resume(
     num_cpus: int | None = None,
     quiet: bool = False,
 ) -> LaunchOutcome:
-    """Continue a sweep whose driver died: finished sessions are neither rerun nor written twice."""
-    from ray import tune
-
+    """Continue a sweep whose driver died or was stopped: finished sessions are neither rerun nor
+    written twice. Raises SweepStopped on SIGINT or SIGTERM."""
     results_dir, spec = open_sweep_folder(results_dir, resume=True)
     reuse = reuses_store(results_dir)
+    local = _local_resources(spec, address, num_cpus)
     start = time.perf_counter()
+    progress = ProgressPrinter(spec.objective, spec.mode, quiet=quiet)
+    progress.total = TrialPlan(spec).size * len(spec.seeds)
+    progress.resume_from(read_trials(results_dir), read_sessions(results_dir))
+    signals = _Signals(progress)
     _quiet_tune()
-    started_ray = _init_ray(address, num_cpus)
+    started_ray = _init_ray(address, local)
     try:
+        signals.install()
         start_registry(_base_dir(results_dir, reuse))
         storage = _storage(results_dir / TUNE_DIR)
-        tune.Tuner.restore(
+        tuner = tune.Tuner.restore(
             storage["storage_path"],
             trainable=_trainable(spec, results_dir, reuse),
             resume_unfinished=True,
             resume_errored=True,
             storage_filesystem=storage.get("storage_filesystem"),
-        ).fit()
+        )
+        callback = _results_callback(tuner)
+        if callback is not None:
+            _follow(callback, spec, progress, address)
+        _fit(tuner, signals, results_dir)
     finally:
+        signals.restore()
+        tuner = None
         if started_ray:
             _shutdown_ray()
-    return LaunchOutcome(results_dir, summarize(results_dir, spec), 0, time.perf_counter() - start)
+    trained = callback.base_trainings if callback is not None else 0
+    return LaunchOutcome(results_dir, summarize(results_dir, spec), trained, time.perf_counter() - start)
+
+
+def _results_callback(tuner) -> SweepResultsCallback | None:
+    """The results callback Tune restored with the sweep (a restore takes no new callbacks); None with a
+    Ray Client address, where the Tuner runs on the cluster."""
+    restored = tuner._local_tuner
+    if restored is None:
+        return None
+    return next(c for c in restored.get_run_config().callbacks if isinstance(c, SweepResultsCallback))

@@ -7,13 +7,17 @@ intervals and ties) is printed when the sweep ends and by ``ckpd-sweep status``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from .objective import Objective
 from .results import STATUSES
 from .trainable import BOOKKEEPING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ProgressPrinter:
@@ -42,7 +46,20 @@ class ProgressPrinter:
         if not self.quiet:
             self.console.print(message, soft_wrap=True)
 
+    def warn(self, message: str) -> None:
+        """Printed even when quiet: something the user may have to act on."""
+        self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
+
+    def resume_from(self, trials: pd.DataFrame, sessions: pd.DataFrame) -> None:
+        """Count what earlier drivers of a resumed sweep saw: runs started and finished by status."""
+        self.started.update(sessions.trial_id.astype(str))
+        for status in self.counts:
+            self.counts[status] = int((trials.status == status).sum()) if len(trials) else 0
+
     def __call__(self, event: str, payload: dict[str, Any]) -> None:
+        if event == "waiting":
+            self.warn(payload["message"])
+            return
         trial_id = payload["trial_id"]
         label = _label(payload["config"])
         if event == "session":

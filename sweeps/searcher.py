@@ -33,6 +33,26 @@ DUPLICATE_OF = "duplicate_of"  # user attribute of a configuration trial that re
 TWIN_STATE = "twin_state_when_sampled"
 
 
+class TrialPlan:
+    """What the searcher samples, in order: ``num_samples`` passes over the grid points (in
+    ``spec.grid_points()`` order), each sample drawing the other domains. A point is computed from its
+    index, so neither a huge ``num_samples`` nor a large grid is ever listed in memory."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.axes = spec.grid_axes()
+        self.grid_size = math.prod(len(values) for _, values in self.axes)
+        self.size = spec.num_samples * self.grid_size
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        point, rest = [], index % self.grid_size
+        for name, values in reversed(self.axes):  # the last axis varies fastest, as in itertools.product
+            rest, i = divmod(rest, len(values))
+            point.append((name, values[i]))
+        return dict(reversed(point))
+
+
 @dataclass
 class _Configuration:
     """A configuration being run: its parameters, the seeds still to start, and each run's number."""
@@ -51,7 +71,7 @@ class OptunaSweepSearcher(Searcher):
         self.spec = spec
         self.studies = studies
         self.num_sessions = num_sessions
-        self.plan = [point for _ in range(spec.num_samples) for point in spec.grid_points()]
+        self.plan = TrialPlan(spec)
         self.next_sample = 0
         self.configs: dict[int, _Configuration] = {}  # configuration trial number -> its runs
         self.trials: dict[str, tuple[int, int]] = {}  # Tune trial id -> (configuration number, seed)
@@ -60,7 +80,7 @@ class OptunaSweepSearcher(Searcher):
     @property
     def total_trials(self) -> int:
         """The most runs the sweep can start (twins and pruned configurations start fewer)."""
-        return len(self.plan) * len(self.spec.seeds)
+        return self.plan.size * len(self.spec.seeds)
 
     def _study(self) -> optuna.Study:
         if not self._sampler_ready:
@@ -80,7 +100,7 @@ class OptunaSweepSearcher(Searcher):
             if started is not None:
                 number, seed = started
                 break
-            if self.next_sample >= len(self.plan):
+            if self.next_sample >= self.plan.size:
                 return Searcher.FINISHED
             self._sample(study, self.plan[self.next_sample])
             self.next_sample += 1

@@ -382,14 +382,18 @@ class SweepSpec:
     max_failures: int
     results: str
 
-    def grid_points(self) -> list[dict[str, Any]]:
-        """Every combination of the grid values (choices too under ``algorithm: grid``); [{}] if none."""
-        names = [key for key, domain in self.space.items() if self._crossed(domain)]
-        combos = itertools.product(*(self.space[key].values for key in names))
-        return [dict(zip(names, combo, strict=True)) for combo in combos]
+    def grid_axes(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """The crossed settings and their values: grids, and choices too under ``algorithm: grid``."""
+        search_crosses = Grid if self.search.algorithm != "grid" else (Grid, Choice)
+        return [
+            (key, domain.values) for key, domain in self.space.items() if isinstance(domain, search_crosses)
+        ]
 
-    def _crossed(self, domain: Domain) -> bool:
-        return isinstance(domain, Grid) or (self.search.algorithm == "grid" and isinstance(domain, Choice))
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the grid values; [{}] if none."""
+        names = [name for name, _ in self.grid_axes()]
+        combos = itertools.product(*(values for _, values in self.grid_axes()))
+        return [dict(zip(names, combo, strict=True)) for combo in combos]
 
     def build_pruner(self) -> optuna.pruners.BasePruner:
         return self.pruner.build() if self.pruner else optuna.pruners.NopPruner()

@@ -25,10 +25,12 @@ from typer.testing import CliRunner
 from ckpd_core.data.fake import write_cub200
 from ckpd_core.data.splits import read_split
 from ckpd_core.models.backbone import create_backbone
+from sweeps import driver, resources
 from sweeps.cli import app
 from sweeps.folder import create_sweep_folder
+from sweeps.progress import ProgressPrinter
 from sweeps.results import ResultsStore
-from sweeps.spec import check_local_inputs, load_spec, parse_spec
+from sweeps.spec import SpecError, check_local_inputs, load_spec, parse_spec
 from sweeps.storage import Location
 
 from .bad_specs import BAD_SPECS
@@ -102,6 +104,90 @@ def test_launch_of_a_bad_spec_starts_nothing(tmp_path, monkeypatch, no_ray, case
     monkeypatch.chdir(tmp_path)
     _, text, _, says = next(c for c in BAD_SPECS if c[0] == case)
     launch_fails(tmp_path, write_spec(tmp_path, text), says)
+
+
+# ----------------------------------------------------------------------------------------- resources
+
+MACHINE_CPUS = os.cpu_count()
+LOCAL_RESOURCES = [
+    (
+        "cpu",
+        {"cpu": 4096},
+        [],
+        f"resources.cpu: 4096 CPUs per run, but this machine has {MACHINE_CPUS}: lower resources.cpu",
+    ),
+    (
+        "cpu-above-num-cpus",
+        {"cpu": 2},
+        ["--num-cpus", "1"],
+        "resources.cpu: 2 CPUs per run, but the local Ray has 1 (--num-cpus 1): raise --num-cpus, or",
+    ),
+    (
+        "gpu",
+        {"gpu": 1},
+        [],
+        "resources.gpu: 1 GPU(s) per run, but this machine has none (PyTorch sees no CUDA device): set",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "resources, flags, says", [c[1:] for c in LOCAL_RESOURCES], ids=[c[0] for c in LOCAL_RESOURCES]
+)
+def test_a_run_this_machine_cannot_hold(tmp_path, monkeypatch, no_ray, resources, flags, says):
+    """Ray would wait forever for resources that cannot appear: refused at once, before Ray starts."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # the same on a machine with a GPU
+    spec = write_spec(tmp_path, {"name": "big", "resources": resources})
+    results = tmp_path / "results"
+    cli("launch", spec, "--results", results, *flags, says=(f"error: {spec}: ", says))
+    assert not results.exists()
+
+
+def test_resume_with_fewer_cpus_than_a_run(tmp_path, no_ray):
+    location = Location.of(tmp_path / "results") / "big"
+    create_sweep_folder(location, parse_spec({"name": "big", "resources": {"cpu": 2}}))
+    (location.local_path / "tune").mkdir()
+    before = sorted(location.local_path.rglob("*"))
+    cli("resume", location.local_path, "--num-cpus", "1", says="resources.cpu: 2 CPUs per run, but the local")
+    assert sorted(location.local_path.rglob("*")) == before
+
+
+NODES = [
+    {"Alive": True, "Resources": {"CPU": 8.0}},
+    {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+    {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}},
+]
+
+
+def test_which_nodes_and_node_types_fit_a_run_on_a_cluster(tmp_path, monkeypatch):
+    shipped = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    bootstrap = write_spec(tmp_path, shipped, "ray_bootstrap_config.yaml")  # what `ray up` leaves on the head
+    monkeypatch.setattr(resources, "BOOTSTRAP_CONFIG", str(bootstrap))
+    types = resources.autoscaler_node_types()  # without Ray connected, from the file
+    assert types == {"head": {}, "gpu_worker": {"CPU": 8, "GPU": 1}}
+    text, nodes, fitting = resources.describe_fit({"CPU": 4, "GPU": 0.5}, NODES, types)
+    assert text == (
+        "each run asks for 4 CPU + 0.5 GPU: 1 of the 2 live node(s) fit it (8 CPU; 8 CPU, 1 GPU); "
+        "autoscaler node types that fit it: gpu_worker (8 CPU, 1 GPU)"
+    )
+    assert (nodes, fitting) == (1, ["gpu_worker"])
+    assert resources.describe_fit({"CPU": 16, "GPU": 0}, NODES, types)[1:] == (0, [])
+    text, nodes, fitting = resources.describe_fit({"CPU": 1, "GPU": 2}, NODES, {})
+    assert (nodes, fitting) == (0, None) and text.endswith("the autoscaler's node types are unknown")
+
+
+def test_a_run_no_node_type_fits_is_refused_on_a_cluster(tmp_path, monkeypatch, capsys):
+    spec = load_spec(write_spec(tmp_path, {"name": "big", "resources": {"cpu": 16, "gpu": 1}}))
+    progress = ProgressPrinter(spec.objective, spec.mode)
+    nodes, node_types = NODES, {"gpu_worker": {"CPU": 8, "GPU": 1}}
+    monkeypatch.setattr(driver, "cluster_fit", lambda asked: resources.describe_fit(asked, nodes, node_types))
+    with pytest.raises(
+        SpecError, match=r"resources: each run asks for 16 CPU \+ 1 GPU: 0 of the 2 live node"
+    ):
+        driver._check_cluster(spec, progress)
+    node_types = {}  # unknown: a node that fits may still join, so the runs wait, with a warning
+    driver._check_cluster(spec, progress)
+    assert capsys.readouterr().out.startswith("warning: each run asks for 16 CPU + 1 GPU: 0 of the 2")
 
 
 # ------------------------------------------------------------------------------------ cluster config

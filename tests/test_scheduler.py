@@ -11,7 +11,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from sweeps.scheduler import OptunaPruningScheduler
-from sweeps.searcher import DUPLICATE_OF, TWIN_STATE, OptunaSweepSearcher
+from sweeps.searcher import DUPLICATE_OF, TWIN_STATE, OptunaSweepSearcher, TrialPlan
 from sweeps.spec import parse_spec
 from sweeps.study import (
     COMPARED_WITH,
@@ -270,6 +270,24 @@ def test_each_configuration_runs_once_per_seed(tmp_path):
     assert len(skipped) + len(ranks) == 8  # every sample either ran (with both seeds) or reused a result
     for t in study.trials:
         assert t.value == pytest.approx(t.params["rank"] / 10 + 0.005)  # the mean over seeds 0 and 1
+
+
+def test_a_huge_num_samples_is_planned_lazily(tmp_path):
+    """10**12 samples: the plan is computed per index, never listed (that took all memory and hung)."""
+    searcher, _, _ = make(tmp_path, num_samples=10**12, seeds=[0, 1], pruner=None)
+    assert searcher.total_trials == 2 * 10**12
+    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    assert (first["seed"], second["seed"]) == (0, 1) and first["rank"] == second["rank"]
+
+
+def test_the_plan_passes_over_the_grid_in_order(tmp_path):
+    space = {"rank": {"grid": [2, 4]}, "lr": {"choice": [0.1, 0.2, 0.3]}, "top_n": {"grid": [1, 2, 3]}}
+    for search, num_samples in (("grid", 1), ("random", 3)):
+        spec = parse_spec({"space": space, "search": {"algorithm": search}, "num_samples": num_samples})
+        plan = TrialPlan(spec)
+        assert [plan[i] for i in range(plan.size)] == spec.grid_points() * num_samples
+    with pytest.raises(IndexError):
+        plan[plan.size]
 
 
 def test_searcher_state_survives_a_restart(tmp_path):

@@ -194,11 +194,10 @@ def test_launch_refuses_an_existing_results_folder(pruned_sweep, tmp_path, icons
 
 
 def test_resume_after_sigkill_of_the_driver(ray_cluster, icons_cache, tmp_path):
+    """Launched with progress lines, resumed with --quiet: the resume prints none."""
     spec_path = _kill_spec(icons_cache, tmp_path, "kill")
     results = tmp_path / "results"
-    driver = cli_process(
-        "launch", str(spec_path), "--results", str(results), "--address", ray_cluster, "--quiet"
-    )
+    driver = cli_process("launch", str(spec_path), "--results", str(results), "--address", ray_cluster)
     sweep_dir = results / "kill"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -206,10 +205,11 @@ def test_resume_after_sigkill_of_the_driver(ray_cluster, icons_cache, tmp_path):
             break
         time.sleep(0.5)
     os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    assert ": session 0 val_acc_all" in driver.communicate(timeout=60)[0]
     before = read_sessions(sweep_dir)
     assert 4 <= len(before) < 3 * NUM_SESSIONS, "the driver must die in the middle of the sweep"
-    _resume_and_check_every_row(sweep_dir, before, ray_cluster)
+    output = _resume_and_check_every_row(sweep_dir, before, "--address", ray_cluster, "--quiet")
+    assert ": session" not in output and "completed  running" not in output, output
 
 
 # Run as the sweep's driver: die by SIGKILL on the 4th session part, after writing it, before publishing it.
@@ -254,30 +254,89 @@ def test_a_writer_killed_before_publishing_leaves_no_partial_file(ray_cluster, i
     assert len(before) == 3 and not before.duplicated(["trial_id", "seed", "session"]).any()
     table = runner.invoke(app, ["table", str(sweep_dir), "--rows", "rank", "--metric", "acc_all"])
     assert table.exit_code == 0 and "Traceback" not in table.output, table.output
-    _resume_and_check_every_row(sweep_dir, read_sessions(sweep_dir), ray_cluster)
+    _resume_and_check_every_row(sweep_dir, read_sessions(sweep_dir), "--address", ray_cluster, "--quiet")
 
 
 def _kill_spec(icons_cache: str, tmp_path: Path, name: str) -> Path:
     spec = tiny_spec(icons_cache, name, space={"rank": {"grid": [2, 4, 8]}}, pruner=None, seeds=[0])
     spec["trial"]["steps"] = 60  # long enough sessions to be killed in the middle of the sweep
+    spec["trial"]["base_epochs"] = 10  # a base session that ends well before the kill's deadline
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
 
-def _resume_and_check_every_row(sweep_dir: Path, before: pd.DataFrame, ray_cluster: str) -> None:
-    """`ckpd-sweep resume` completes the sweep: one row per (trial, seed, session), earlier rows unchanged."""
-    resumed = cli_process("resume", str(sweep_dir), "--address", ray_cluster, "--quiet")
+def _resume_and_check_every_row(
+    sweep_dir: Path, before: pd.DataFrame, *flags: str, ranks: tuple[int, ...] = (2, 4, 8)
+) -> str:
+    """`ckpd-sweep resume` completes the sweep: one row per (trial, seed, session), earlier rows unchanged.
+    Returns what it printed."""
+    resumed = cli_process("resume", str(sweep_dir), *flags)
     output, _ = resumed.communicate(timeout=400)
     assert resumed.returncode == 0, output
     sessions, trials = read_sessions(sweep_dir), read_trials(sweep_dir)
-    assert sorted(trials["rank"]) == [2, 4, 8] and set(trials.status) == {"completed"}
+    assert sorted(trials["rank"]) == list(ranks) and set(trials.status) == {"completed"}
     assert not sessions.duplicated(["trial_id", "seed", "session"]).any()
     for _, trial in trials.iterrows():
         mine = sessions[sessions.trial_id == trial.trial_id]
         assert sorted(mine.session) == list(range(NUM_SESSIONS))
     kept = before.merge(sessions, on=["trial_id", "seed", "session"], suffixes=("", "_after"))
     assert len(kept) == len(before) and (kept.val_acc_all == kept.val_acc_all_after).all()
+    return output
+
+
+def _session_processes(sid: int) -> list[str]:
+    """The live processes of the session ``sid`` (a driver started by ``cli_process`` and Ray's that it
+    started: raylet, gcs_server, workers), as 'pid name'."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, fields = stat.read_text().rsplit(")", 1)
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields.split()[3]) == sid:
+            found.append(f"{stat.parent.name} {name.split('(', 1)[1]}")
+    return found
+
+
+# Ctrl-C signals the terminal's whole process group; `kill` (or a job scheduler) signals the driver.
+STOPS = [(signal.SIGINT, os.killpg), (signal.SIGTERM, os.kill)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, send", STOPS, ids=["ctrl-c", "sigterm"])
+def test_a_stopped_launch_exits_within_seconds_and_resume_finishes_it(icons_cache, tmp_path, signum, send):
+    """Stopped while the driver's base-session task trains (the trial waits for it): the launch ends in
+    seconds with our resume hint and leaves no Ray process; the resume trains the base session and
+    finishes, printing progress and counting that training."""
+    spec = tiny_spec(icons_cache, "stop", space={"rank": {"grid": [2, 4]}}, pruner=None, seeds=[0])
+    spec["trial"]["base_epochs"] = 4
+    path = tmp_path / "stop.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    results, sweep_dir = tmp_path / "results", tmp_path / "results" / "stop"
+    driver = cli_process("launch", str(path), "--results", str(results), "--num-cpus", "1")
+    deadline = time.time() + 120
+    while not (sweep_dir / "tune" / "tuner.pkl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    assert len(_session_processes(driver.pid)) > 2, "Ray runs"
+    send(driver.pid, signum)
+    start = time.monotonic()
+    output, _ = driver.communicate(timeout=120)
+    took = time.monotonic() - start
+    print(f"{signum.name}: the launch exited {took:.1f} s after the signal")
+    assert driver.returncode == 128 + signum and took < 20, output
+    assert f"continue the sweep with `ckpd-sweep resume {sweep_dir}`" in output
+    assert "Tuner.restore" not in output and "Traceback" not in output, output
+    deadline = time.time() + 5
+    while _session_processes(driver.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _session_processes(driver.pid) == []
+    if signum == signal.SIGINT:
+        before = read_sessions(sweep_dir)
+        output = _resume_and_check_every_row(sweep_dir, before, "--num-cpus", "1", ranks=(2, 4))
+        assert ": session 2 val_acc_all" in output and "completed 2 | pruned 0" in output, output
+        assert "base session trained 1 time(s) for the whole sweep" in output, output
 
 
 def _ask_for_base(config, base):
