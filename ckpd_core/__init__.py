@@ -7,7 +7,7 @@ pay for importing torch.
 
 import lazy_loader
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,

@@ -27,8 +27,10 @@ BASE_DIR = "base"
 # 2: adds the marker, node_id and started_at_session.
 # 3: the Optuna journal holds one trial per configuration plus one study of runs per seed (Parquet as 2).
 # 4: base sessions and finished runs in the results root's store; reused_from, reused_seconds, store_key.
-RESULTS_FORMAT = 4
-READABLE_FORMATS = (1, 2, 3, 4)
+# 5: Parquet as 4; Tune's saved state holds the renamed modules (driver, scheduler) and the stop-aware
+#    callback and searcher, so a format-4 sweep is read but not resumed.
+RESULTS_FORMAT = 5
+READABLE_FORMATS = (1, 2, 3, 4, 5)
 
 
 def sweep_location(spec: SweepSpec, results_root: str | os.PathLike | None = None) -> Location:
