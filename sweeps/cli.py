@@ -18,7 +18,7 @@ from ckpd_core import CKPDError
 
 from .folder import open_sweep_folder
 from .results import read_sessions, read_trials
-from .spec import SpecError, check_local_inputs, check_model, load_spec
+from .spec import SpecError, TrialPlan, check_local_inputs, check_model, load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(highlight=False, soft_wrap=True)
@@ -78,8 +78,6 @@ def validate(spec: SpecArg) -> None:
         check_model(parsed)
     except CKPDError as exc:
         raise _fail(exc) from None
-    from .searcher import TrialPlan
-
     per_seed = TrialPlan(parsed).size
     console.print(
         f"[green]ok[/green] {spec}: sweep '{parsed.name}', at most {per_seed * len(parsed.seeds)} runs "

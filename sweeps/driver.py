@@ -39,8 +39,8 @@ from .progress import ProgressPrinter
 from .resources import check_local, cluster_fit, local_resources, request
 from .results import read_sessions, read_trials
 from .scheduler import OptunaPruningScheduler
-from .searcher import OptunaSweepSearcher, TrialPlan
-from .spec import SpecError, SweepSpec
+from .searcher import OptunaSweepSearcher
+from .spec import SpecError, SweepSpec, TrialPlan
 from .storage import Location
 from .store import Store
 from .study import STUDY_FILE, SweepStudies
@@ -368,8 +368,6 @@ def _base_dir(results_dir: Location, reuse: bool) -> Location:
 
 
 def _trainable(spec: SweepSpec, results_dir: Location, reuse: bool, share_base: bool = True):
-    from ray import tune
-
     resources = {"cpu": spec.resources.get("cpu", 1), "gpu": spec.resources.get("gpu", 0)}
     fn = tune.with_parameters(
         ckpd_trainable,

@@ -25,32 +25,12 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from .spec import SweepSpec
+from .spec import SweepSpec, TrialPlan
 from .study import CONFIG, OPTUNA_NUMBER, RUN_NUMBER, SEED, TUNE_TRIAL, SweepStudies, history
 
 log = logging.getLogger(__name__)
 DUPLICATE_OF = "duplicate_of"  # user attribute of a configuration trial that reuses its twin's result
 TWIN_STATE = "twin_state_when_sampled"
-
-
-class TrialPlan:
-    """What the searcher samples, in order: ``num_samples`` passes over the grid points (in
-    ``spec.grid_points()`` order), each sample drawing the other domains. A point is computed from its
-    index, so neither a huge ``num_samples`` nor a large grid is ever listed in memory."""
-
-    def __init__(self, spec: SweepSpec) -> None:
-        self.axes = spec.grid_axes()
-        self.grid_size = math.prod(len(values) for _, values in self.axes)
-        self.size = spec.num_samples * self.grid_size
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < self.size:
-            raise IndexError(index)
-        point, rest = [], index % self.grid_size
-        for name, values in reversed(self.axes):  # the last axis varies fastest, as in itertools.product
-            rest, i = divmod(rest, len(values))
-            point.append((name, values[i]))
-        return dict(reversed(point))
 
 
 @dataclass

@@ -389,12 +389,6 @@ class SweepSpec:
             (key, domain.values) for key, domain in self.space.items() if isinstance(domain, search_crosses)
         ]
 
-    def grid_points(self) -> list[dict[str, Any]]:
-        """Every combination of the grid values; [{}] if none."""
-        names = [name for name, _ in self.grid_axes()]
-        combos = itertools.product(*(values for _, values in self.grid_axes()))
-        return [dict(zip(names, combo, strict=True)) for combo in combos]
-
     def build_pruner(self) -> optuna.pruners.BasePruner:
         return self.pruner.build() if self.pruner else optuna.pruners.NopPruner()
 
@@ -432,6 +426,26 @@ class SweepSpec:
                 "results": self.results,
             }
         )
+
+
+class TrialPlan:
+    """The grid points a sweep samples, in order: ``num_samples`` passes over the crossed values (the
+    last axis varying fastest), each sample drawing the other domains. A point is computed from its
+    index, so neither a huge ``num_samples`` nor a large grid is ever listed in memory."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.axes = spec.grid_axes()
+        self.grid_size = math.prod(len(values) for _, values in self.axes)
+        self.size = spec.num_samples * self.grid_size
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        point, rest = [], index % self.grid_size
+        for name, values in reversed(self.axes):  # the last axis varies fastest, as in itertools.product
+            rest, i = divmod(rest, len(values))
+            point.append((name, values[i]))
+        return dict(reversed(point))
 
 
 # --------------------------------------------------------------------------------------- loading

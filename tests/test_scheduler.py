@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
 import optuna
@@ -11,8 +12,8 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from sweeps.scheduler import OptunaPruningScheduler
-from sweeps.searcher import DUPLICATE_OF, TWIN_STATE, OptunaSweepSearcher, TrialPlan
-from sweeps.spec import parse_spec
+from sweeps.searcher import DUPLICATE_OF, TWIN_STATE, OptunaSweepSearcher
+from sweeps.spec import TrialPlan, parse_spec
 from sweeps.study import (
     COMPARED_WITH,
     OPTUNA_NUMBER,
@@ -285,7 +286,9 @@ def test_the_plan_passes_over_the_grid_in_order(tmp_path):
     for search, num_samples in (("grid", 1), ("random", 3)):
         spec = parse_spec({"space": space, "search": {"algorithm": search}, "num_samples": num_samples})
         plan = TrialPlan(spec)
-        assert [plan[i] for i in range(plan.size)] == spec.grid_points() * num_samples
+        names, values = zip(*spec.grid_axes(), strict=True)
+        grid = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+        assert [plan[i] for i in range(plan.size)] == grid * num_samples
     with pytest.raises(IndexError):
         plan[plan.size]
 
