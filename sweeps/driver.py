@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from ray import tune
 
@@ -114,6 +114,8 @@ class _ForwardStop(tune.Callback):
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         if not _Signals.received:
             return
+        for pretraining in _Pretraining.running:  # counted before Tune saves the state a resume reads
+            pretraining.settle()
         stop = signal.getsignal(signal.SIGUSR1)
         if not callable(stop):  # a Ray without it: stop at once
             raise KeyboardInterrupt
@@ -253,8 +255,10 @@ def _start_base_sessions(
         previous = ref if hold else None  # Ray starts a task once the refs it is given are ready
         started.refs.append(ref)
         started.done.append(threading.Event())
-        key = config.base_session_key()
-        ref.future().add_done_callback(partial(_base_session_done, callback, key, lock, started.done[-1]))
+        key, stored = config.base_session_key(), base_checkpoint(config, base_dir)
+        done = partial(_base_session_done, callback, key, lock, stored, started.done[-1])
+        ref.future().add_done_callback(done)
+    _Pretraining.running[:] = [started]
     return started
 
 
@@ -264,6 +268,7 @@ class _Pretraining:
 
     refs: list = field(default_factory=list)
     done: list[threading.Event] = field(default_factory=list)
+    running: ClassVar[list[_Pretraining]] = []  # this process's, for a stop to settle (as signals are)
 
     def wait(self) -> float:
         """The seconds they took to train, once all are done and counted."""
@@ -281,15 +286,29 @@ class _Pretraining:
         for ref in self.refs:
             ray.cancel(ref, force=True)
 
+    def settle(self, timeout_s: float = 10.0) -> None:
+        """Cancel those still training and wait until every one has been counted."""
+        self.cancel()
+        for event in self.done:
+            event.wait(timeout_s)
+
 
 def _base_session_done(
-    callback: SweepResultsCallback, key: str, lock, event: threading.Event, future
+    callback: SweepResultsCallback, key: str, lock, stored: Location, event: threading.Event, future
 ) -> None:
-    """A base-session task ended: release its lock, count it if it trained (in Ray's callback thread)."""
+    """A base-session task ended: count it if it trained, release its lock (in Ray's callback thread).
+
+    A task cancelled by a stop may have written its checkpoint just before: while the driver holds the
+    lock nobody else can have, so the checkpoint being there (looked at before the release) says it trained.
+    """
     try:
+        if future.cancelled() or future.exception() is not None:
+            trained = lock is not None and stored.exists()
+        else:
+            trained = future.result()[0]
         if lock is not None:
             lock.release()
-        if not future.cancelled() and future.exception() is None and future.result()[0]:
+        if trained:
             callback.count_base_training(key)
     finally:
         event.set()
@@ -434,6 +453,7 @@ def launch(
     except BaseException as exc:
         signals.restore()
         pretraining.cancel()
+        _Pretraining.running.clear()
         if started_ray:
             _shutdown_ray()
         for leftover in created:  # no trial has run: leave nothing half-made behind
@@ -467,6 +487,7 @@ def launch(
     finally:
         signals.restore()
         pretraining.cancel()
+        _Pretraining.running.clear()
         tuner = pretraining = None  # they hold Ray objects (trials, the base-session tasks' refs)
         if started_ray:
             _shutdown_ray()
