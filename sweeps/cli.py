@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
 import logging
 import signal
@@ -100,6 +101,15 @@ def launch(
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     quiet: QuietOpt = False,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            metavar="TRACKER",
+            help="send every run's session metrics, settings and final status to a tracker: tensorboard, "
+            "mlflow or wandb (repeat for several; added to the spec's log:)",
+        ),
+    ] = None,
     no_reuse: Annotated[
         bool,
         typer.Option(
@@ -115,9 +125,11 @@ def launch(
     seed and method code) are reused from <results>/store/ instead of computed again."""
     from .driver import SweepStopped
     from .driver import launch as run_launch
+    from .trackers import check_trackers
 
     try:
         parsed = load_spec(spec)
+        parsed = dataclasses.replace(parsed, log=check_trackers([*parsed.log, *(log or [])]))
         check_model(parsed)
         if address is None:  # a local run: the trials read this machine's disk, so check it first
             check_local_inputs(parsed)

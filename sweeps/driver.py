@@ -45,6 +45,7 @@ from .storage import Location
 from .store import Store
 from .study import STUDY_FILE, SweepStudies
 from .summary import SweepSummary, summarize
+from .trackers import check_trackers, tracker_callbacks
 from .trainable import ckpd_trainable
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,8 @@ def _quiet_tune() -> None:
     # One checkpoint per session is the point (resume after any session), so Tune's warning about
     # frequent experiment snapshots is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Our own progress lines replace Tune's tables; rows hold lists, which TensorBoard cannot log.
+    # Our own progress lines replace Tune's tables; ``--log tensorboard`` adds TensorBoard's logger (rows
+    # hold lists, which it cannot log: it gets the session metrics, see ``trackers``).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # _Signals handles SIGINT (and SIGTERM)
@@ -336,7 +338,10 @@ def _tuner_parts(spec: SweepSpec, results_dir: Location, progress: ProgressPrint
     scheduler = OptunaPruningScheduler(spec, studies, num_sessions)
     callback = SweepResultsCallback(results_dir, spec.name, studies, num_sessions)
     _follow(callback, spec, progress, address)
-    return num_sessions, searcher, scheduler, callback
+    trackers, notes = tracker_callbacks(spec.log, spec, results_dir, studies, num_sessions)
+    for note in notes:
+        progress.note(note)
+    return searcher, scheduler, [callback, *trackers]
 
 
 def _follow(callback: SweepResultsCallback, spec: SweepSpec, progress: ProgressPrinter, address: str | None):
@@ -427,6 +432,7 @@ def launch(
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     results_dir = sweep_location(spec, results_root)
+    check_trackers(spec.log, results_dir)
     local = _local_resources(spec, address, num_cpus)
     start = time.perf_counter()
     created = create_sweep_folder(results_dir, spec, reuse)
@@ -441,7 +447,8 @@ def launch(
         if address:
             _check_cluster(spec, progress)
         start_registry(base_dir)
-        num_sessions, searcher, scheduler, callback = _tuner_parts(spec, results_dir, progress, address)
+        searcher, scheduler, callbacks = _tuner_parts(spec, results_dir, progress, address)
+        callback = callbacks[0]
         progress.total = searcher.total_trials
         pretraining = (
             _start_base_sessions(spec, base_dir, progress, callback, local=address is None)
@@ -478,7 +485,7 @@ def launch(
                 **_storage(results_dir),
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[callback, _ForwardStop(), JsonLoggerCallback(), CSVLoggerCallback()],
+                callbacks=[*callbacks, _ForwardStop(), JsonLoggerCallback(), CSVLoggerCallback()],
                 verbose=0,
             ),
         )

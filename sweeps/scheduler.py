@@ -39,6 +39,7 @@ from .study import (
     SEED,
     SweepStudies,
     history,
+    kept_columns,
 )
 
 log = logging.getLogger(__name__)
@@ -93,14 +94,13 @@ class OptunaPruningScheduler(FIFOScheduler):
 
     def _record(self, runs: optuna.Study, run: FrozenTrial, session: int, result: dict) -> float:
         """Keep the session's values on the run's trial and report the objective's partial value."""
-        values = history(run, self.objective.columns)
-        reported = len(values[self.objective.columns[0]])
-        if session < reported:  # reported again by a run resumed from an earlier checkpoint
+        values = history(run, kept_columns(self.objective))
+        if session < len(values[self.objective.columns[0]]):  # again, by a run resumed from a checkpoint
             return run.intermediate_values.get(session, math.nan)
         live = optuna.trial.Trial(runs, run._trial_id)  # what study.ask() builds for a running trial
-        for column in self.objective.columns:
-            values[column].append(float(result.get(column, math.nan)))
-            live.set_user_attr(column, values[column])
+        for column, kept in values.items():
+            kept.append(float(result.get(column, math.nan)))
+            live.set_user_attr(column, kept)
         value = self.objective.partial(values)
         if not math.isnan(value):
             live.report(value, step=session)

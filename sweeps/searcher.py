@@ -26,7 +26,18 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from .spec import SweepSpec, TrialPlan
-from .study import CONFIG, OPTUNA_NUMBER, RUN_NUMBER, SEED, TUNE_TRIAL, SweepStudies, history
+from .study import (
+    BY_SEED,
+    CONFIG,
+    OPTUNA_NUMBER,
+    RUN_NUMBER,
+    SEED,
+    SEEDS,
+    TUNE_TRIAL,
+    SweepStudies,
+    history,
+    kept_columns,
+)
 
 log = logging.getLogger(__name__)
 DUPLICATE_OF = "duplicate_of"  # user attribute of a configuration trial that reuses its twin's result
@@ -148,10 +159,27 @@ class OptunaSweepSearcher(Searcher):
         runs = [self.studies.runs(seed).trial(n) for seed, n in config.runs.items()]
         if config.to_start or not all(run.state.is_finished() for run in runs):
             return
+        self._record_seeds(study, number, config.runs)
         if any(run.state != TrialState.COMPLETE for run in runs):
             study.tell(number, state=TrialState.FAIL)
         else:
             study.tell(number, sum(run.value for run in runs) / len(runs))
+
+    def _record_seeds(self, study: optuna.Study, number: int, runs_by_seed: dict[int, int]) -> None:
+        """Keep the seeds' runs on the configuration's trial (what optuna-dashboard shows): its seeds,
+        each kept column by seed, and as intermediate values the seeds' mean partial objective at every
+        session all of them reached."""
+        runs = {seed: self.studies.runs(seed).trial(n) for seed, n in runs_by_seed.items()}
+        live = optuna.trial.Trial(study, study.get_trials(deepcopy=False)[number]._trial_id)
+        live.set_user_attr(SEEDS, sorted(runs))
+        for column in kept_columns(self.spec.objective):
+            live.set_user_attr(
+                BY_SEED.format(column=column), {str(s): history(r, [column])[column] for s, r in runs.items()}
+            )
+        sessions = set.intersection(*(set(run.intermediate_values) for run in runs.values()))
+        for session in sorted(sessions):
+            partial = [run.intermediate_values[session] for run in runs.values()]
+            live.report(sum(partial) / len(partial), step=session)
 
     def _settle_twins(self) -> None:
         """Give every configuration trial waiting for a twin the twin's result, once it has one."""

@@ -18,7 +18,7 @@ import random
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -59,6 +59,7 @@ from .objective import DEFAULT_OBJECTIVE, OBJECTIVES, Objective
 
 ALGORITHMS = ("grid", "random", "optuna")
 METRICS = with_validation(SESSION_METRICS)
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # experiment trackers a sweep can log to (``--log``)
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
@@ -359,6 +360,9 @@ class _SpecFile(BaseModel):
     max_concurrent: PositiveInt | None = None
     max_failures: Annotated[int, Field(ge=-1)] = 1
     results: Annotated[str, Field(min_length=1, description="a folder path")] = "results"
+    log: Annotated[
+        list[Literal[TRACKERS]], Field(description="a list of trackers: tensorboard, mlflow, wandb")
+    ] = []
 
 
 @dataclass
@@ -381,6 +385,7 @@ class SweepSpec:
     max_concurrent: int | None
     max_failures: int
     results: str
+    log: list[str] = field(default_factory=list)  # experiment trackers (see ``trackers``)
 
     def grid_axes(self) -> list[tuple[str, tuple[Any, ...]]]:
         """The crossed settings and their values: grids, and choices too under ``algorithm: grid``."""
@@ -424,6 +429,7 @@ class SweepSpec:
                 "max_concurrent": self.max_concurrent,
                 "max_failures": self.max_failures,
                 "results": self.results,
+                "log": self.log,
             }
         )
 

@@ -22,14 +22,17 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 
+from .objective import Objective
 from .storage import Location
 
 OPTUNA_NUMBER = "optuna_trial"  # config key: the configuration's trial number in the sweep's study
 RUN_NUMBER = "run_trial"  # config key: the run's trial number in the study of its seed
 STUDY_FILE = "optuna.journal"
 SEED_STUDY = "{sweep}:seed-{seed}"
-# User attributes of a run trial (besides the per-session values of the objective's columns).
+# User attributes of a run trial (besides the per-session values of ``kept_columns``).
 SEED, CONFIG, TUNE_TRIAL = "seed", "configuration", "tune_trial_id"
+# User attributes of a configuration trial: its seeds, and each kept column's values by seed.
+SEEDS, BY_SEED = "seeds", "{column}_by_seed"
 PRUNED_AT, COMPARED_WITH, PRUNED_BY_SEED = "pruned_at_session", "compared_with", "pruned_by_seed"
 
 
@@ -131,6 +134,11 @@ class SweepStudies:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
+
+
+def kept_columns(objective: Objective) -> tuple[str, ...]:
+    """The per-session values a run's trial keeps as user attributes: the objective's and its metric."""
+    return tuple(dict.fromkeys((*objective.columns, objective.metric)))
 
 
 def history(run: optuna.trial.FrozenTrial, columns: Iterable[str]) -> dict[str, list[float]]:

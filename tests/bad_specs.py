@@ -304,6 +304,8 @@ BAD_SPECS = [
     ("too-few-failures", "max_failures: -2", "max_failures", "must be an integer >= -1"),
     ("unusable-name", "name: a/b\n", "name", "must be a usable sweep name (letters, digits"),
     ("no-results-folder", "results: ''", "results", "must be a folder path"),
+    ("unknown-tracker", "log: [tensorbord]", "log[0]", "'tensorbord' is unknown; choose one of tensorboard,"),
+    ("tracker-not-a-list", "log: wandb", "log", "must be a list of trackers: tensorboard, mlflow, wandb"),
     # the benchmark and the model
     (
         "unknown-benchmark",

@@ -50,8 +50,8 @@ def ray_cluster():
 def pruned_sweep(ray_cluster, icons_cache, tmp_path_factory):
     """A grid over a good and a destructive learning rate, seeds 1 then 0, one run at a time."""
     root = tmp_path_factory.mktemp("results")
-    outcome = launch(parse_spec(tiny_spec(icons_cache, "lr", seeds=[1, 0])), root, quiet=True)
-    return outcome
+    spec = tiny_spec(icons_cache, "lr", seeds=[1, 0], log=["tensorboard", "mlflow", "wandb"])
+    return launch(parse_spec(spec), root, quiet=True)
 
 
 def test_pruned_runs_are_pruned_in_parquet_and_optuna_and_never_best(pruned_sweep):
@@ -128,6 +128,137 @@ def test_a_twin_sampled_while_its_original_runs_is_not_run_twice(ray_cluster, ic
     assert [t.value for t in twins] == [origin[0].value] * 2
     row = outcome.summary.ranking.iloc[0]
     assert row.n_seeds == 3 and row["mean"] == pytest.approx(origin[0].value)
+
+
+# ------------------------------------------------------------------ trackers and optuna-dashboard
+
+
+def _expected(sweep) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The sweep's session rows (what every tracker must hold) and each run's final status."""
+    trials = read_trials(sweep.results_dir)
+    return read_sessions(sweep.results_dir), dict(zip(trials.trial_id, trials.status, strict=True))
+
+
+def test_tensorboard_event_files_hold_each_session_by_index_and_the_final_status(pruned_sweep):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sessions, statuses = _expected(pruned_sweep)
+    folders = sorted(pruned_sweep.results_dir.local_path.glob("tune/ckpd_trainable_*"))
+    seen = {}
+    for folder in folders:
+        trial_id = folder.name.split("_")[2]
+        events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
+        events.Reload()
+        mine = sessions[sessions.trial_id == trial_id].sort_values("session")
+        logged = events.Scalars("ray/tune/val_acc_all")
+        assert [e.step for e in logged] == mine.session.tolist()
+        assert [e.value for e in logged] == pytest.approx(mine.val_acc_all.tolist(), abs=1e-6)
+        (status,) = events.Tensors("status/text_summary")
+        seen[trial_id] = status.tensor_proto.string_val[0].decode()
+        (settings,) = events.Tensors("settings/text_summary")
+        assert '"lr": ' + str(mine.lr.iloc[0]) in settings.tensor_proto.string_val[0].decode()
+    assert {t: text.split(",")[0] for t, text in seen.items()} == {
+        t: f"status {s}" for t, s in statuses.items()
+    }
+    assert "pruned_at_session 1" in next(text for text in seen.values() if "pruned" in text)
+
+
+def test_mlflow_runs_hold_each_session_by_index_the_settings_and_the_final_status(pruned_sweep):
+    from mlflow import MlflowClient
+
+    sessions, statuses = _expected(pruned_sweep)
+    client = MlflowClient(f"sqlite:///{pruned_sweep.results_dir.local_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("lr").experiment_id])
+    assert len(runs) == len(statuses)
+    for run in runs:
+        trial_id = run.data.tags["trial_name"].split("_")[-1]
+        mine = sessions[sessions.trial_id == trial_id].sort_values("session")
+        history = client.get_metric_history(run.info.run_id, "val_acc_all")
+        assert [(m.step, m.value) for m in history] == list(zip(mine.session, mine.val_acc_all, strict=True))
+        assert run.data.tags["status"] == statuses[trial_id]
+        assert run.info.status == "FINISHED"  # Tune's status: pruned and completed runs both finished
+        params = run.data.params
+        assert float(params["lr"]) == mine.lr.iloc[0] and int(params["seed"]) == mine.seed.iloc[0]
+        assert params["steps"] == "10" and params["base_epochs"] == "40"  # fixed settings too
+
+
+def test_wandb_offline_runs_hold_each_session_as_the_step_and_the_final_status(pruned_sweep):
+    import json
+    import shutil
+
+    sessions, statuses = _expected(pruned_sweep)
+    folders = sorted(pruned_sweep.results_dir.local_path.glob("wandb/offline-run-*"))
+    assert len(folders) == len(statuses)
+    wandb = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
+    for folder in folders:
+        (log,) = folder.glob("run-*.wandb")
+        read = subprocess.run(
+            [wandb, "leet", "inspect", "--json", str(log)], capture_output=True, text=True, timeout=60
+        )
+        assert read.returncode == 0, read.stderr
+        records = [json.loads(line) for line in read.stdout.splitlines() if line.strip()]
+        (run,) = [r["run"] for r in records if r["type"] == "run"]
+        trial_id = run["run_id"]
+        history = [r["history"]["item"] for r in records if r["type"] == "history"]
+        mine = sessions[sessions.trial_id == trial_id].sort_values("session")
+        assert [(h["_step"], h["session"]) for h in history] == [(s, s) for s in mine.session]
+        assert [h["val_acc_all"] for h in history] == pytest.approx(mine.val_acc_all.tolist())
+        config = {}
+        for record in (r for r in records if r["type"] == "config"):
+            config.update(record["config"].get("update", {}))
+        assert config["status"] == statuses[trial_id] and config["steps"] == 10
+        assert config["lr"] == mine.lr.iloc[0] and config["seed"] == mine.seed.iloc[0]
+
+
+def test_optuna_dashboard_serves_the_sweep_s_studies_from_the_journal(pruned_sweep):
+    import json
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from optuna_dashboard import wsgi
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    sessions, _ = _expected(pruned_sweep)
+    server = make_server(
+        "127.0.0.1", 0, wsgi(str(pruned_sweep.results_dir / "optuna.journal")), handler_class=Quiet
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+
+        def get(path: str):
+            url = f"http://127.0.0.1:{server.server_port}{path}"
+            with urllib.request.urlopen(url, timeout=30) as response:
+                return json.load(response)
+
+        studies = {s["study_name"]: s["study_id"] for s in get("/api/studies")["study_summaries"]}
+        assert set(studies) == {"lr", "lr:seed-0", "lr:seed-1"}
+        configurations = get(f"/api/studies/{studies['lr']}?after=0")["trials"]
+        runs = get(f"/api/studies/{studies['lr:seed-0']}?after=0")["trials"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    good = sessions[sessions.lr == 0.001]
+    by_seed = {seed: rows.sort_values("session").val_acc_all.tolist() for seed, rows in good.groupby("seed")}
+    (completed,) = [t for t in configurations if t["state"] == "Complete"]
+    attrs = {a["key"]: a["value"] for a in completed["user_attrs"]}
+    assert json.loads(attrs["seeds"]) == [0, 1]
+    assert {int(k): v for k, v in json.loads(attrs["val_acc_all_by_seed"]).items()} == pytest.approx(by_seed)
+    # the intermediate value at session t: the seeds' mean of the objective's partial value (avg: the mean
+    # of the metric over sessions 0..t)
+    partial = [sum(sum(v[: t + 1]) / (t + 1) for v in by_seed.values()) / 2 for t in range(NUM_SESSIONS)]
+    assert [(v["step"], v["value"]) for v in completed["intermediate_values"]] == [
+        (t, pytest.approx(p)) for t, p in enumerate(partial)
+    ]
+    (run,) = runs
+    attrs = {a["key"]: a["value"] for a in run["user_attrs"]}
+    assert attrs["seed"] == "0" and json.loads(attrs["val_acc_all"]) == pytest.approx(by_seed[0])
+    assert [v["value"] for v in run["intermediate_values"]] == pytest.approx(
+        [sum(by_seed[0][: t + 1]) / (t + 1) for t in range(NUM_SESSIONS)]
+    )
 
 
 def test_cli_table_status_report(pruned_sweep):
