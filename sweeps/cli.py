@@ -7,6 +7,7 @@ import faulthandler
 import logging
 import signal
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from ckpd_core import CKPDError
 
-from .folder import open_sweep_folder
+from .folder import created_at, open_sweep_folder
 from .results import read_sessions, read_trials
 from .spec import SpecError, TrialPlan, check_local_inputs, check_model, load_spec
 
@@ -162,19 +163,29 @@ def resume(
 
 @app.command()
 def status(path: DirArg) -> None:
-    """Progress of a running or finished sweep: runs by status, sessions written, the verdict so far."""
+    """Progress of a running or finished sweep: runs by status of the most it can start, the best so far,
+    elapsed time, when the last session was written, an ETA, then the verdict so far."""
+    from .overview import progress_of
     from .summary import summarize
 
     try:
         location, spec = open_sweep_folder(path)
+        started_at = created_at(location)
     except CKPDError as exc:
         raise _fail(exc) from None
     summary = summarize(location, spec)
-    counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
-    console.print(
-        f"sweep '{spec.name}': {summary.started} runs started, {sum(summary.counts.values())} finished "
-        f"({counts}), {summary.sessions_written} session rows"
+    progress = progress_of(
+        read_sessions(location),
+        read_trials(location),
+        summary.verdict.comparison,
+        total=TrialPlan(spec).size * len(spec.seeds),
+        num_sessions=spec.num_sessions,
+        now=datetime.now(timezone.utc),
+        started_at=started_at,
     )
+    console.print(f"sweep '{escape(spec.name)}': {summary.sessions_written} session rows")
+    for line in progress.lines():
+        console.print(escape(line))
     _print_verdict(summary, f"{location}/spec.yaml")
 
 

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 from ray import tune
 
 from ckpd_core.config import BASE_SESSION_FIELDS
-from ckpd_core.data import count_sessions
 
 from .base_sessions import (
     BaseSessionLock,
@@ -197,11 +196,6 @@ def _unreachable(address: str, exc: Exception) -> SpecError:
     )
 
 
-def _num_sessions(spec: SweepSpec) -> int:
-    config = spec.trial_config({k: d.extremes()[0] for k, d in spec.space.items()}, spec.seeds[0])
-    return count_sessions(config.benchmark, **config.benchmark_kwargs)  # the driver may not hold the data
-
-
 def _shutdown_ray() -> None:
     """Collect what still refers to Ray objects (Tune's trials, object refs) and then disconnect:
     a reference released after the core worker is gone can crash the interpreter at exit."""
@@ -332,7 +326,7 @@ def _train_base(config, base_dir: Location, threads: int, locked: bool, after=No
 
 
 def _tuner_parts(spec: SweepSpec, results_dir: Location, progress: ProgressPrinter, address: str | None):
-    num_sessions = _num_sessions(spec)
+    num_sessions = spec.num_sessions
     studies = SweepStudies(results_dir / STUDY_FILE, spec.name, spec.mode)
     searcher = OptunaSweepSearcher(spec, studies, num_sessions)
     scheduler = OptunaPruningScheduler(spec, studies, num_sessions)
@@ -449,7 +443,7 @@ def launch(
         start_registry(base_dir)
         searcher, scheduler, callbacks = _tuner_parts(spec, results_dir, progress, address)
         callback = callbacks[0]
-        progress.total = searcher.total_trials
+        progress.total, progress.num_sessions = searcher.total_trials, spec.num_sessions
         pretraining = (
             _start_base_sessions(spec, base_dir, progress, callback, local=address is None)
             if share_base
@@ -489,9 +483,11 @@ def launch(
                 verbose=0,
             ),
         )
+        progress.start()
         _fit(tuner, signals, results_dir)
         pretrain_s = pretraining.wait()
     finally:
+        progress.stop()
         signals.restore()
         pretraining.cancel()
         _Pretraining.running.clear()
@@ -516,7 +512,7 @@ def resume(
     local = _local_resources(spec, address, num_cpus)
     start = time.perf_counter()
     progress = ProgressPrinter(spec.objective, spec.mode, quiet=quiet)
-    progress.total = TrialPlan(spec).size * len(spec.seeds)
+    progress.total, progress.num_sessions = TrialPlan(spec).size * len(spec.seeds), spec.num_sessions
     progress.resume_from(read_trials(results_dir), read_sessions(results_dir))
     signals = _Signals(progress)
     _quiet_tune()
@@ -535,8 +531,10 @@ def resume(
         callback = _results_callback(tuner)
         if callback is not None:
             _follow(callback, spec, progress, address)
+        progress.start()
         _fit(tuner, signals, results_dir)
     finally:
+        progress.stop()
         signals.restore()
         tuner = None
         if started_ray:

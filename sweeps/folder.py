@@ -1,7 +1,7 @@
 """A sweep's results folder: what it holds, the format marker, and the checks before reading or resuming it.
 
-``<results>/<sweep>/`` holds ``spec.yaml`` (the spec as run), ``ckpd-sweep.json`` (who wrote the folder,
-in which results format, and whether it reuses the store), ``sessions/`` and ``trials/`` (Parquet),
+``<results>/<sweep>/`` holds ``spec.yaml`` (the spec as run), ``ckpd-sweep.json`` (who wrote the folder and
+when, in which results format, and whether it reuses the store), ``sessions/`` and ``trials/`` (Parquet),
 ``optuna.journal`` and ``tune/`` (Ray Tune's experiment and trial checkpoints); base sessions and
 finished runs live in the store every sweep under the root shares (``store``), or in ``base/`` for a
 sweep launched with ``--no-reuse``. It may be a local folder or a URI (see ``storage``).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 
 import yaml
 
@@ -67,6 +68,7 @@ def _create(location: Location, spec: SweepSpec, reuse: bool) -> list[Location]:
         "version": package_version(),
         "git_commit": git_commit(),
         "reuse": reuse,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (location / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     (location / SPEC_COPY).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
@@ -109,6 +111,11 @@ def reuses_store(location: Location) -> bool:
     return _written_format(location).get("reuse", False)
 
 
+def created_at(location: Location) -> datetime | None:
+    """When the sweep's folder was made; None when its marker does not say (made by an older version)."""
+    return _written_format(location).get("created_at")
+
+
 def _written_format(location: Location) -> dict:
     marker = location / MARKER
     if not marker.exists():
@@ -119,6 +126,7 @@ def _written_format(location: Location) -> dict:
             "format": int(data["format"]),
             "version": str(data.get("version", "unknown")),
             "reuse": bool(data.get("reuse", True)),
+            "created_at": datetime.fromisoformat(data["created_at"]) if "created_at" in data else None,
         }
     except (ValueError, KeyError, TypeError) as exc:
         raise SpecError(

@@ -410,6 +410,12 @@ class SweepSpec:
         """The trial's own copy of the fixed settings, with the sampled ``params`` and ``seed`` on top."""
         return build_trial_config(self.trial, params, seed)
 
+    @property
+    def num_sessions(self) -> int:
+        """Sessions per run, without reading any data (the driver, or ``status``, may not hold it)."""
+        config = self.trial_config({k: d.extremes()[0] for k, d in self.space.items()}, self.seeds[0])
+        return count_sessions(config.benchmark, **config.benchmark_kwargs)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values (YAML-ready, a deep copy) that ``parse_spec`` turns back into an equal spec."""
         return copy.deepcopy(

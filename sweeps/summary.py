@@ -53,7 +53,6 @@ class SweepSummary:
     counts: dict[str, int]
     verdict: Verdict
     sessions_written: int = 0
-    started: int = 0  # (trial, seed) pairs with at least one session row
     runs: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     compute: Compute = field(default_factory=lambda: Compute(0.0, 0.0, 0.0))
 
@@ -75,8 +74,7 @@ class SweepSummary:
 def summarize(results_dir: str | Path | Location, spec: SweepSpec) -> SweepSummary:
     sessions, trials = read_sessions(results_dir), read_trials(results_dir)
     counts = {status: int((trials.status == status).sum()) for status in STATUSES}
-    started = sessions.groupby(["trial_id", "seed"]).ngroups if len(sessions) else 0
     runs = run_values(sessions, trials, spec.objective)
     comparison = compare(runs, objective=spec.objective, mode=spec.mode)
     summary = verdict(runs, comparison, trials)
-    return SweepSummary(counts, summary, len(sessions), started, runs, compute_of(sessions, trials))
+    return SweepSummary(counts, summary, len(sessions), runs, compute_of(sessions, trials))
