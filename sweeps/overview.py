@@ -18,7 +18,7 @@ from datetime import datetime
 import pandas as pd
 
 from .results import STATUSES, TRIAL_KEY
-from .statistics import Comparison
+from .statistics import Comparison, duration
 
 
 @dataclass(frozen=True)
@@ -151,15 +151,6 @@ def clock_text(seconds: float) -> str:
     """``h:mm:ss``, for elapsed time (it ticks every second on the live display)."""
     whole = int(seconds)
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
-def duration(seconds: float) -> str:
-    """A rough duration: ``45 s``, ``12 min`` or ``3.5 h``."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _pct(value: float) -> str:

@@ -201,9 +201,9 @@ def _spread(x: np.ndarray, alpha: float) -> dict[str, float]:
     if len(x) < 2:
         return {"std": math.nan, "ci_low": math.nan, "ci_high": math.nan}
     mean, std = float(np.mean(x)), float(np.std(x, ddof=1))
+    if std == 0:  # every seed the same: the interval is the point (scipy would compute 0 * inf)
+        return {"std": 0.0, "ci_low": mean, "ci_high": mean}
     low, high = stats.t.interval(1 - alpha, len(x) - 1, loc=mean, scale=std / math.sqrt(len(x)))
-    if std == 0:
-        low = high = mean
     return {"std": std, "ci_low": float(low), "ci_high": float(high)}
 
 
@@ -383,7 +383,7 @@ class Verdict:
             f"about {needed} seeds, {more} more"
         )
         if more and math.isfinite(self.seconds_per_trial):
-            cost = _duration(2 * more * self.seconds_per_trial)
+            cost = duration(2 * more * self.seconds_per_trial)
             text += f" (2 x {more} runs, about {cost} of compute at {self.seconds_per_trial:.0f} s per run)"
         return text
 
@@ -417,7 +417,8 @@ def _signed(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:+.2f}"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A rough duration: ``45 s``, ``12 min`` or ``3.5 h``."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

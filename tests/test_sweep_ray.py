@@ -328,7 +328,8 @@ def test_resume_after_sigkill_of_the_driver(ray_cluster, icons_cache, tmp_path):
     """Launched with progress lines, resumed with --quiet: the resume prints none."""
     spec_path = _kill_spec(icons_cache, tmp_path, "kill")
     results = tmp_path / "results"
-    driver = cli_process("launch", str(spec_path), "--results", str(results), "--address", ray_cluster)
+    args = ["--address", ray_cluster, "--log", "mlflow"]
+    driver = cli_process("launch", str(spec_path), "--results", str(results), *args)
     sweep_dir = results / "kill"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -341,6 +342,19 @@ def test_resume_after_sigkill_of_the_driver(ray_cluster, icons_cache, tmp_path):
     assert 4 <= len(before) < 3 * NUM_SESSIONS, "the driver must die in the middle of the sweep"
     output = _resume_and_check_every_row(sweep_dir, before, "--address", ray_cluster, "--quiet")
     assert ": session" not in output and "running (of at most" not in output, output
+    # the tracker kept one run per run, the resumed ones continued: every session once, the final status
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("kill").experiment_id])
+    trials, sessions = read_trials(sweep_dir), read_sessions(sweep_dir)
+    assert sorted(r.data.tags["trial_name"].split("_")[-1] for r in runs) == sorted(trials.trial_id)
+    for run in runs:
+        trial_id = run.data.tags["trial_name"].split("_")[-1]
+        steps = {m.step for m in client.get_metric_history(run.info.run_id, "val_acc_all")}
+        assert steps == set(sessions[sessions.trial_id == trial_id].session)
+        assert run.data.tags["status"] == trials.set_index("trial_id").status[trial_id]
+        assert run.info.status == "FINISHED"
 
 
 # Run as the sweep's driver: die by SIGKILL on the 4th session part, after writing it, before publishing it.

@@ -6,6 +6,7 @@ What each tracker gets from a real sweep is read back in tests/test_sweep_ray.py
 from __future__ import annotations
 
 import math
+import os
 import sys
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from sweeps.cli import app
 from sweeps.spec import SpecError, parse_spec
+from sweeps.storage import Location
 from sweeps.study import PRUNED_AT, SEED, STUDY_FILE, SweepStudies
 from sweeps.trackers import TRACKERS, RunRecord, check_trackers
 
@@ -115,3 +117,22 @@ def test_the_final_status_comes_from_the_seed_s_study_and_the_sessions_reported(
     assert record.status({"seed": 0, "run_trial": 0}, False, 1) == {"status": "failed"}  # ended early
     assert record.status({"seed": 0, "run_trial": 0}, True, 2) == {"status": "failed"}
     assert record.status({"seed": 0, "run_trial": 1}, False, 1) == {"status": "pruned", PRUNED_AT: 1}
+
+
+def test_setting_up_the_trackers_leaves_the_environment_as_it_was(tmp_path, record, monkeypatch):
+    """MLflow exports its tracking URI, and W&B offline needs WANDB_MODE while Ray sets up: neither may
+    stay, or the next sweep launched from this process would log into this one's database, or offline."""
+    from sweeps.trackers import mlflow, wandb
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    callback, note = mlflow.tracker(record, Location.of(tmp_path))
+    callback.setup()
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert (tmp_path / "mlflow.db").exists() and note == f"experiment 't' at sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setattr(wandb.wandb, "login", lambda **kwargs: False)  # not logged in
+    callback, note = wandb.tracker(record, Location.of(tmp_path))
+    callback.setup()
+    assert callback.kwargs["mode"] == "offline" and "WANDB_MODE" not in os.environ
+    assert f"offline runs in {tmp_path}/wandb" in note

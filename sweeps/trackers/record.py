@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,3 +93,17 @@ class Tracked:
 
     def record_status(self, trial, status: dict[str, Any]) -> None:
         raise NotImplementedError
+
+
+@contextlib.contextmanager
+def environment_kept(name: str) -> Iterator[None]:
+    """Put the environment variable ``name`` back as it was: the trackers' clients export settings of
+    their own, which the next sweep launched from this process (or a process it starts) would inherit."""
+    before = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

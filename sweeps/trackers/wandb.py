@@ -10,16 +10,21 @@ from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem
 from ray.tune.result import TRAINING_ITERATION
 
 from ..storage import Location
-from .record import RunRecord, Tracked
+from .record import RunRecord, Tracked, environment_kept
+
+MODE_ENV = "WANDB_MODE"
 
 
 class WandbTracker(Tracked, WandbLoggerCallback):
     """Metrics with the session as W&B's step; every setting and the final status in the run's config."""
 
     def setup(self, *args, **kwargs) -> None:
-        if self.kwargs.get("mode") == "offline":  # Ray asks for an API key unless W&B is offline
-            os.environ.setdefault("WANDB_MODE", "offline")
-        super().setup(*args, **kwargs)
+        """Ray asks for an API key unless ``WANDB_MODE`` says offline: say it while Ray sets up (the
+        logging actors are given the mode itself)."""
+        with environment_kept(MODE_ENV):
+            if self.kwargs.get("mode") == "offline":
+                os.environ[MODE_ENV] = "offline"
+            super().setup(*args, **kwargs)
 
     def tracked(self, trial, result: dict, first: bool) -> dict[str, Any]:
         metrics = super().tracked(trial, result, first)
@@ -37,8 +42,8 @@ class WandbTracker(Tracked, WandbLoggerCallback):
 
 def mode() -> str:
     """``WANDB_MODE`` when set; else online when W&B has an API key (env or ``wandb login``), else offline."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
+    if os.environ.get(MODE_ENV):
+        return os.environ[MODE_ENV]
     return "online" if wandb.login(prompt=False, verify=False) else "offline"  # never asks, never connects
 
 
