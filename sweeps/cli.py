@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ckpd_core import CKPDError
 
-from .folder import created_at, open_sweep_folder
+from .folder import created_at, finished_at, open_sweep_folder
 from .results import read_sessions, read_trials
 from .spec import SpecError, TrialPlan, check_local_inputs, check_model, load_spec
 
@@ -170,7 +170,7 @@ def status(path: DirArg) -> None:
 
     try:
         location, spec = open_sweep_folder(path)
-        started_at = created_at(location)
+        started_at, ended_at = created_at(location), finished_at(location)
     except CKPDError as exc:
         raise _fail(exc) from None
     summary = summarize(location, spec)
@@ -182,6 +182,7 @@ def status(path: DirArg) -> None:
         num_sessions=spec.num_sessions,
         now=datetime.now(timezone.utc),
         started_at=started_at,
+        finished_at=ended_at,
     )
     console.print(f"sweep '{escape(spec.name)}': {summary.sessions_written} session rows")
     for line in progress.lines():

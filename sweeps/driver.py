@@ -30,6 +30,7 @@ from .folder import (
     BASE_DIR,
     TUNE_DIR,
     create_sweep_folder,
+    mark_finished,
     open_sweep_folder,
     reuses_store,
     sweep_location,
@@ -486,6 +487,7 @@ def launch(
         progress.start()
         _fit(tuner, signals, results_dir)
         pretrain_s = pretraining.wait()
+        mark_finished(results_dir, True)
     finally:
         progress.stop()
         signals.restore()
@@ -531,8 +533,10 @@ def resume(
         callback = _results_callback(tuner)
         if callback is not None:
             _follow(callback, spec, progress, address)
+        mark_finished(results_dir, False)
         progress.start()
         _fit(tuner, signals, results_dir)
+        mark_finished(results_dir, True)
     finally:
         progress.stop()
         signals.restore()

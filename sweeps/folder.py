@@ -31,6 +31,7 @@ BASE_DIR = "base"
 # 5: Parquet as 4; Tune's saved state holds the renamed modules (driver, scheduler) and the stop-aware
 #    callback and searcher, so a format-4 sweep is read but not resumed.
 RESULTS_FORMAT = 5
+_TIMES = ("created_at", "finished_at")  # marker entries: when the folder was made, when a driver finished it
 READABLE_FORMATS = (1, 2, 3, 4, 5)
 
 
@@ -116,6 +117,24 @@ def created_at(location: Location) -> datetime | None:
     return _written_format(location).get("created_at")
 
 
+def finished_at(location: Location) -> datetime | None:
+    """When the sweep's last driver ended with every run done; None while it runs, was stopped, or died."""
+    return _written_format(location).get("finished_at")
+
+
+def mark_finished(location: Location, finished: bool) -> None:
+    """Record in the marker that a driver ended the sweep with every run done, or (a resume starting)
+    that one drives it again: ``status`` says finished instead of giving an ETA."""
+    marker = location / MARKER
+    if not marker.exists():
+        return  # a folder from before the marker: it stays as it was written
+    data = json.loads(marker.read_text())
+    data.pop("finished_at", None)
+    if finished:
+        data["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    marker.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def _written_format(location: Location) -> dict:
     marker = location / MARKER
     if not marker.exists():
@@ -126,7 +145,7 @@ def _written_format(location: Location) -> dict:
             "format": int(data["format"]),
             "version": str(data.get("version", "unknown")),
             "reuse": bool(data.get("reuse", True)),
-            "created_at": datetime.fromisoformat(data["created_at"]) if "created_at" in data else None,
+            **{key: datetime.fromisoformat(data[key]) for key in _TIMES if key in data},
         }
     except (ValueError, KeyError, TypeError) as exc:
         raise SpecError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pandas as pd
@@ -84,6 +84,7 @@ class SweepProgress:
     sessions_left: int | None = None  # at most
     rate: float | None = None  # sessions per second so far
     since_last_s: float | None = None  # since the last session was written (status only)
+    finished: bool = False  # a driver ended the sweep with every run done (status only)
 
     @property
     def eta_s(self) -> float | None:
@@ -103,6 +104,8 @@ class SweepProgress:
         return f"best so far ({self.objective}): {self.leader.text()}"
 
     def time_text(self) -> str:
+        if self.finished:
+            return f"finished, in {clock_text(self.elapsed_s)}"
         parts = [f"elapsed {clock_text(self.elapsed_s)}"]
         if self.since_last_s is not None:
             parts.append(f"last session written {duration(self.since_last_s)} ago")
@@ -124,10 +127,12 @@ def progress_of(
     num_sessions: int | None,
     now: datetime,
     started_at: datetime | None = None,
+    finished_at: datetime | None = None,
 ) -> SweepProgress:
     """The progress the rows of a sweep's folder show at ``now``, with the best from ``comparison`` (of
     their ``run_values``): the rate from the sessions' ``written_at``, elapsed since ``started_at``
-    (default: the first session written), or until the last session once nothing is left to run."""
+    (default: the first session written) until ``finished_at`` (when a driver ended the sweep with every
+    run done), or until the last session once nothing is left to run."""
     counts = {status: int((trials.status == status).sum()) for status in STATUSES}
     done = sessions.groupby(list(TRIAL_KEY)).session.max() + 1 if len(sessions) else pd.Series(dtype=int)
     finished = set(zip(trials.trial_id, trials.seed, strict=True))
@@ -143,8 +148,11 @@ def progress_of(
         elapsed = max(0.0, ((now if left != 0 else last) - (started_at or first)).total_seconds())
     elif started_at is not None:
         elapsed = max(0.0, (now - started_at).total_seconds())
+    if finished_at is not None and (started_at is not None or len(sessions)):
+        elapsed = max(0.0, (finished_at - (started_at or first)).total_seconds())
     leader, objective = leader_of(comparison), comparison.objective.label
-    return SweepProgress(counts, len(running), total, leader, objective, elapsed, left, rate, since_last)
+    progress = SweepProgress(counts, len(running), total, leader, objective, elapsed, left, rate, since_last)
+    return replace(progress, finished=finished_at is not None)
 
 
 def clock_text(seconds: float) -> str:

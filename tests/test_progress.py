@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from sweeps.callback import SweepResultsCallback
 from sweeps.cli import app
-from sweeps.folder import MARKER, create_sweep_folder
+from sweeps.folder import MARKER, create_sweep_folder, mark_finished
 from sweeps.objective import Objective
 from sweeps.progress import ProgressPrinter
 from sweeps.results import ResultsStore, read_sessions, read_trials
@@ -256,6 +256,20 @@ def test_status_of_a_running_sweep_shows_counts_best_so_far_and_eta(running_swee
     assert lines[3].startswith("elapsed 1:00:0")
     assert lines[3].endswith(f", last session written 10 min ago, ETA <= {left} min")
     assert "verdict on avg val_acc_all over 3 seeds" in done.output
+
+
+def test_status_of_a_finished_sweep_says_how_long_it_took_and_gives_no_eta(running_sweep):
+    location, _ = running_sweep
+    mark_finished(location, True)  # as the driver does when Tune has run every trial
+    marker = json.loads((location / MARKER).read_text())
+    marker["finished_at"] = (datetime.fromisoformat(marker["created_at"]) + timedelta(minutes=50)).isoformat()
+    (location / MARKER).write_text(json.dumps(marker))
+    done = runner.invoke(app, ["status", str(location)])
+    assert done.exit_code == 0, done.output
+    assert done.output.splitlines()[3] == "finished, in 0:50:00"
+    mark_finished(location, False)  # a resume drives it again
+    assert "finished_at" not in json.loads((location / MARKER).read_text())
+    assert "ETA <= " in runner.invoke(app, ["status", str(location)]).output
 
 
 def test_status_of_a_folder_without_its_creation_time_counts_from_the_first_session(running_sweep):

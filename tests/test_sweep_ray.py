@@ -26,6 +26,7 @@ from sweeps.base_sessions import (
     start_registry,
 )
 from sweeps.cli import app
+from sweeps.folder import finished_at
 from sweeps.results import read_sessions, read_trials
 from sweeps.spec import parse_spec
 from sweeps.statistics import STAT_COLUMNS
@@ -71,6 +72,7 @@ def test_pruned_runs_are_pruned_in_parquet_and_optuna_and_never_best(pruned_swee
     assert pruned_sweep.summary.best["lr"] == 0.001
     assert pruned_sweep.summary.counts == {"completed": 2, "pruned": 1, "failed": 0}
     assert pruned_sweep.base_trainings == 2  # one base session per seed, shared by both lr values
+    assert finished_at(pruned_sweep.results_dir) is not None  # `status` says finished, gives no ETA
 
 
 def test_pruning_compares_a_run_only_with_runs_of_its_own_seed(pruned_sweep):
@@ -477,11 +479,13 @@ def test_a_stopped_launch_exits_within_seconds_and_resume_finishes_it(icons_cach
     while _session_processes(driver.pid) and time.time() < deadline:
         time.sleep(0.2)
     assert _session_processes(driver.pid) == []
+    assert finished_at(Location.of(sweep_dir)) is None
     if signum == signal.SIGINT:
         before = read_sessions(sweep_dir)
         output = _resume_and_check_every_row(sweep_dir, before, "--num-cpus", "1", ranks=(2, 4))
         assert ": session 2 val_acc_all" in output and "runs: 2 completed, 0 pruned" in output, output
         assert "base session trained 1 time(s) for the whole sweep" in output, output
+        assert finished_at(Location.of(sweep_dir)) is not None
 
 
 def _ask_for_base(config, base):
