@@ -17,7 +17,7 @@ from ckpd_core.metrics import TRIAL_METRICS, with_validation
 
 from .results import SESSION_COLUMNS, ResultsStore, git_commit, package_version, read_sessions
 from .storage import Location
-from .study import PRUNED_AT, RUN_NUMBER, SweepStudies
+from .study import PRUNED_AT, SweepStudies
 from .trainable import BOOKKEEPING
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,7 @@ class SweepResultsCallback(tune.Callback):
         self._emit("session", {**row, "config": trial.config})
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        number = trial.config.get(RUN_NUMBER)
-        run = self.studies.runs(trial.config["seed"]).trial(number) if number is not None else None
+        run = self.studies.run_of(trial.config)
         if run is not None and run.state == TrialState.PRUNED:
             self._finish(trial, "pruned", pruned_at=run.user_attrs.get(PRUNED_AT))
         else:

@@ -82,7 +82,7 @@ def validate(spec: SpecArg) -> None:
         raise _fail(exc) from None
     per_seed = TrialPlan(parsed).size
     console.print(
-        f"[green]ok[/green] {spec}: sweep '{parsed.name}', at most {per_seed * len(parsed.seeds)} runs "
+        f"[green]ok[/green] {spec}: sweep '{parsed.name}', at most {parsed.max_runs} runs "
         f"({per_seed} configurations x {len(parsed.seeds)} seeds), search {parsed.search.algorithm}, "
         f"pruner {parsed.pruner.name if parsed.pruner else 'none'}, objective {parsed.objective.label} "
         f"({parsed.mode})"
@@ -166,19 +166,20 @@ def status(path: DirArg) -> None:
     """Progress of a running or finished sweep: runs by status of the most it can start, the best so far,
     elapsed time, when the last session was written, an ETA, then the verdict so far."""
     from .overview import progress_of
-    from .summary import summarize
+    from .summary import summary_of
 
     try:
         location, spec = open_sweep_folder(path)
         started_at, ended_at = created_at(location), finished_at(location)
     except CKPDError as exc:
         raise _fail(exc) from None
-    summary = summarize(location, spec)
+    sessions, trials = read_sessions(location), read_trials(location)
+    summary = summary_of(sessions, trials, spec)
     progress = progress_of(
-        read_sessions(location),
-        read_trials(location),
-        summary.verdict.comparison,
-        total=TrialPlan(spec).size * len(spec.seeds),
+        sessions,
+        trials,
+        summary,
+        total=spec.max_runs,
         num_sessions=spec.num_sessions,
         now=datetime.now(timezone.utc),
         started_at=started_at,

@@ -40,7 +40,7 @@ from .resources import check_local, cluster_fit, local_resources, request
 from .results import read_sessions, read_trials
 from .scheduler import OptunaPruningScheduler
 from .searcher import OptunaSweepSearcher
-from .spec import SpecError, SweepSpec, TrialPlan
+from .spec import SpecError, SweepSpec
 from .storage import Location
 from .store import Store
 from .study import STUDY_FILE, SweepStudies
@@ -336,7 +336,7 @@ def _tuner_parts(spec: SweepSpec, results_dir: Location, progress: ProgressPrint
     trackers, notes = tracker_callbacks(spec.log, spec, results_dir, studies, num_sessions)
     for note in notes:
         progress.note(note)
-    return searcher, scheduler, [callback, *trackers]
+    return searcher, scheduler, callback, trackers
 
 
 def _follow(callback: SweepResultsCallback, spec: SweepSpec, progress: ProgressPrinter, address: str | None):
@@ -442,8 +442,7 @@ def launch(
         if address:
             _check_cluster(spec, progress)
         start_registry(base_dir)
-        searcher, scheduler, callbacks = _tuner_parts(spec, results_dir, progress, address)
-        callback = callbacks[0]
+        searcher, scheduler, callback, trackers = _tuner_parts(spec, results_dir, progress, address)
         progress.total, progress.num_sessions = searcher.total_trials, spec.num_sessions
         pretraining = (
             _start_base_sessions(spec, base_dir, progress, callback, local=address is None)
@@ -480,7 +479,7 @@ def launch(
                 **_storage(results_dir),
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[*callbacks, _ForwardStop(), JsonLoggerCallback(), CSVLoggerCallback()],
+                callbacks=[callback, *trackers, _ForwardStop(), JsonLoggerCallback(), CSVLoggerCallback()],
                 verbose=0,
             ),
         )
@@ -514,7 +513,7 @@ def resume(
     local = _local_resources(spec, address, num_cpus)
     start = time.perf_counter()
     progress = ProgressPrinter(spec.objective, spec.mode, quiet=quiet)
-    progress.total, progress.num_sessions = TrialPlan(spec).size * len(spec.seeds), spec.num_sessions
+    progress.total, progress.num_sessions = spec.max_runs, spec.num_sessions
     progress.resume_from(read_trials(results_dir), read_sessions(results_dir))
     signals = _Signals(progress)
     _quiet_tune()

@@ -10,15 +10,18 @@ only shorten it, so it is shown as an upper bound. Torch- and Ray-free.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .results import STATUSES, TRIAL_KEY
-from .statistics import Comparison, duration
+from .statistics import Comparison, duration, percent
+
+if TYPE_CHECKING:
+    from .summary import SweepSummary
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,10 @@ class Leader:
 
     def text(self) -> str:
         if self.n_seeds < 2:
-            return f"{self.label} {_pct(self.mean)}% (1 seed, no interval yet)"
+            return f"{self.label} {percent(self.mean)} (1 seed, no interval yet)"
         others = {0: "none tied", 1: "1 other tied"}.get(self.tied, f"{self.tied} others tied")
-        interval = f"[{_pct(self.low)}, {_pct(self.high)}]"
-        return f"{self.label} {_pct(self.mean)}% {interval} over {self.n_seeds} seeds, {others}"
+        interval = f"[{percent(self.low, '')}, {percent(self.high, '')}]"
+        return f"{self.label} {percent(self.mean)} {interval} over {self.n_seeds} seeds, {others}"
 
 
 def leader_of(comparison: Comparison) -> Leader | None:
@@ -121,7 +124,7 @@ class SweepProgress:
 def progress_of(
     sessions: pd.DataFrame,
     trials: pd.DataFrame,
-    comparison: Comparison,
+    summary: SweepSummary,
     *,
     total: int | None,
     num_sessions: int | None,
@@ -129,37 +132,40 @@ def progress_of(
     started_at: datetime | None = None,
     finished_at: datetime | None = None,
 ) -> SweepProgress:
-    """The progress the rows of a sweep's folder show at ``now``, with the best from ``comparison`` (of
-    their ``run_values``): the rate from the sessions' ``written_at``, elapsed since ``started_at``
-    (default: the first session written) until ``finished_at`` (when a driver ended the sweep with every
-    run done), or until the last session once nothing is left to run."""
-    counts = {status: int((trials.status == status).sum()) for status in STATUSES}
+    """The progress a sweep's rows (and their ``summary``: counts, the best) show at ``now``: the rate
+    from the sessions' ``written_at``, elapsed since ``started_at`` (default: the first session written)
+    until ``finished_at`` (when a driver ended the sweep with every run done), else until the last
+    session once nothing is left to run, else until now."""
     done = sessions.groupby(list(TRIAL_KEY)).session.max() + 1 if len(sessions) else pd.Series(dtype=int)
     finished = set(zip(trials.trial_id, trials.seed, strict=True))
     running = [int(n) for key, n in done.items() if key not in finished]
     left = sessions_left(total, len(finished | set(done.index)), running, num_sessions)
     rate = since_last = None
-    elapsed = 0.0
+    begin, end = started_at, finished_at or now
     if len(sessions):
         written = pd.to_datetime(sessions.written_at, utc=True)
         first, last = written.min().to_pydatetime(), written.max().to_pydatetime()
         rate = session_rate(len(sessions), first.timestamp(), last.timestamp())
         since_last = max(0.0, (now - last).total_seconds())
-        elapsed = max(0.0, ((now if left != 0 else last) - (started_at or first)).total_seconds())
-    elif started_at is not None:
-        elapsed = max(0.0, (now - started_at).total_seconds())
-    if finished_at is not None and (started_at is not None or len(sessions)):
-        elapsed = max(0.0, (finished_at - (started_at or first)).total_seconds())
-    leader, objective = leader_of(comparison), comparison.objective.label
-    progress = SweepProgress(counts, len(running), total, leader, objective, elapsed, left, rate, since_last)
-    return replace(progress, finished=finished_at is not None)
+        begin = begin or first
+        end = finished_at or (last if left == 0 else now)
+    elapsed = max(0.0, (end - begin).total_seconds()) if begin is not None else 0.0
+    comparison = summary.verdict.comparison
+    return SweepProgress(
+        summary.counts,
+        len(running),
+        total,
+        leader_of(comparison),
+        comparison.objective.label,
+        elapsed,
+        left,
+        rate,
+        since_last,
+        finished=finished_at is not None,
+    )
 
 
 def clock_text(seconds: float) -> str:
     """``h:mm:ss``, for elapsed time (it ticks every second on the live display)."""
     whole = int(seconds)
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
-def _pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.2f}"

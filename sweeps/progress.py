@@ -25,7 +25,7 @@ from rich.text import Text
 from .objective import Objective
 from .overview import Leader, SweepProgress, leader_of, session_rate, sessions_left
 from .results import STATUSES
-from .statistics import compare, run_values
+from .statistics import compare, percent, run_values
 from .trainable import BOOKKEEPING
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class ProgressPrinter:
         rows = self.history.pop(trial_id, [])
         head, detail = f"{trial_id} {event}", ""
         if event == "completed" and rows:
-            detail = f": {self.objective.label} {_pct(self._completed(payload, rows))}"
+            detail = f": {self.objective.label} {percent(self._completed(payload, rows))}"
         elif event == "pruned":
             head += f" at session {payload.get('pruned_at_session')}"
         elif event == "failed":
@@ -197,7 +197,3 @@ def _label(config: dict[str, Any]) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
-
-
-def _pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.2f}%"

@@ -71,7 +71,7 @@ class OptunaSweepSearcher(Searcher):
     @property
     def total_trials(self) -> int:
         """The most runs the sweep can start (twins and pruned configurations start fewer)."""
-        return self.plan.size * len(self.spec.seeds)
+        return self.spec.max_runs
 
     def _study(self) -> optuna.Study:
         if not self._sampler_ready:
@@ -156,20 +156,21 @@ class OptunaSweepSearcher(Searcher):
         config, study = self.configs[number], self.studies.configs.study
         if study.get_trials(deepcopy=False)[number].state.is_finished():
             return
-        runs = [self.studies.runs(seed).trial(n) for seed, n in config.runs.items()]
-        if config.to_start or not all(run.state.is_finished() for run in runs):
+        runs = {seed: self.studies.runs(seed).trial(n) for seed, n in config.runs.items()}
+        if config.to_start or not all(run.state.is_finished() for run in runs.values()):
             return
-        self._record_seeds(study, number, config.runs)
-        if any(run.state != TrialState.COMPLETE for run in runs):
+        self._record_seeds(study, number, runs)
+        if any(run.state != TrialState.COMPLETE for run in runs.values()):
             study.tell(number, state=TrialState.FAIL)
         else:
-            study.tell(number, sum(run.value for run in runs) / len(runs))
+            study.tell(number, sum(run.value for run in runs.values()) / len(runs))
 
-    def _record_seeds(self, study: optuna.Study, number: int, runs_by_seed: dict[int, int]) -> None:
+    def _record_seeds(
+        self, study: optuna.Study, number: int, runs: dict[int, optuna.trial.FrozenTrial]
+    ) -> None:
         """Keep the seeds' runs on the configuration's trial (what optuna-dashboard shows): its seeds,
         each kept column by seed, and as intermediate values the seeds' mean partial objective at every
         session all of them reached."""
-        runs = {seed: self.studies.runs(seed).trial(n) for seed, n in runs_by_seed.items()}
         live = optuna.trial.Trial(study, study.get_trials(deepcopy=False)[number]._trial_id)
         live.set_user_attr(SEEDS, sorted(runs))
         for column in kept_columns(self.spec.objective):

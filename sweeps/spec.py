@@ -411,6 +411,12 @@ class SweepSpec:
         return build_trial_config(self.trial, params, seed)
 
     @property
+    def max_runs(self) -> int:
+        """The most runs the sweep can start: every configuration once per seed (twins and pruned
+        configurations start fewer)."""
+        return TrialPlan(self).size * len(self.seeds)
+
+    @property
     def num_sessions(self) -> int:
         """Sessions per run, without reading any data (the driver, or ``status``, may not hold it)."""
         config = self.trial_config({k: d.extremes()[0] for k, d in self.space.items()}, self.seeds[0])

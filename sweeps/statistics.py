@@ -335,7 +335,7 @@ class Verdict:
         if len(table) == 1:
             return [f"one configuration completed ({comparison.label(0)}): nothing to compare it with"]
         if self.n_seeds < 2:
-            ranked = "; ".join(f"{comparison.label(i)} {_pct(table['mean'].iloc[i])}" for i in range(2))
+            ranked = "; ".join(f"{comparison.label(i)} {percent(table['mean'].iloc[i])}" for i in range(2))
             return [
                 f"one seed per configuration: no difference can be claimed, since the seed-to-seed noise is "
                 f"unknown (highest {what} so far: {ranked}).",
@@ -346,8 +346,9 @@ class Verdict:
         lines = [
             f"verdict on {what} over {self.n_seeds} seeds (paired t-test on shared seeds, Holm over "
             f"{comparison.n_pairs} test(s), alpha {comparison.alpha:g}):",
-            f"  {head}: {comparison.label(0)}: {_pct(table['mean'].iloc[0])} "
-            f"[{_pct(table['ci_low'].iloc[0], '')}, {_pct(table['ci_high'].iloc[0], '')}] (n={self.n_seeds})",
+            f"  {head}: {comparison.label(0)}: {percent(table['mean'].iloc[0])} "
+            f"[{percent(table['ci_low'].iloc[0], '')}, {percent(table['ci_high'].iloc[0], '')}] "
+            f"(n={self.n_seeds})",
         ]
         tied_name = "tied with it" if head == "best" else "not different from it"
         for name, rows in ((tied_name, self.tied), ("significantly different", self.separated)):
@@ -409,7 +410,8 @@ def _pruned(trials: pd.DataFrame | None, params: Sequence[str]) -> list[str]:
     return labels
 
 
-def _pct(value: float, unit: str = "%") -> str:
+def percent(value: float | None, unit: str = "%") -> str:
+    """A fraction as a percentage with two decimals (``n/a`` when missing)."""
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}{unit}"
 
 

@@ -121,6 +121,11 @@ class SweepStudies:
         self.location = Location.of(self.location)
         self.configs = StudyRef(self.location, self.name, self.direction)
 
+    def run_of(self, config: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+        """The run trial of a Tune trial's ``config`` in its seed's study (None for a config without one)."""
+        number = config.get(RUN_NUMBER)
+        return self.runs(config["seed"]).trial(number) if number is not None else None
+
     def runs(self, seed: int) -> StudyRef:
         """The study of the runs with ``seed`` (sharing the journal's storage with the others)."""
         if seed not in self._runs:

@@ -72,7 +72,11 @@ class SweepSummary:
 
 
 def summarize(results_dir: str | Path | Location, spec: SweepSpec) -> SweepSummary:
-    sessions, trials = read_sessions(results_dir), read_trials(results_dir)
+    return summary_of(read_sessions(results_dir), read_trials(results_dir), spec)
+
+
+def summary_of(sessions: pd.DataFrame, trials: pd.DataFrame, spec: SweepSpec) -> SweepSummary:
+    """The summary of a sweep's rows (``summarize`` reads them from its folder)."""
     counts = {status: int((trials.status == status).sum()) for status in STATUSES}
     runs = run_values(sessions, trials, spec.objective)
     comparison = compare(runs, objective=spec.objective, mode=spec.mode)

@@ -13,7 +13,7 @@ from ray.tune.result import TIMESTEPS_TOTAL, TRAINING_ITERATION
 
 from ..results import SESSION_VALUES
 from ..spec import SweepSpec
-from ..study import PRUNED_AT, RUN_NUMBER, SweepStudies
+from ..study import PRUNED_AT, SweepStudies
 from ..trainable import BOOKKEEPING
 
 STATUS = "status"  # the final status: completed, pruned or failed
@@ -51,8 +51,7 @@ class RunRecord:
 
     def status(self, config: dict[str, Any], failed: bool, last_session: int | None) -> dict[str, Any]:
         """``status`` (completed, pruned or failed) and, for a pruned run, ``pruned_at_session``."""
-        number = config.get(RUN_NUMBER)
-        run = self.studies.runs(config["seed"]).trial(number) if number is not None else None
+        run = self.studies.run_of(config)
         if run is not None and run.state.name == "PRUNED":
             return {STATUS: "pruned", PRUNED_AT: run.user_attrs.get(PRUNED_AT)}
         complete = last_session == self.num_sessions - 1
